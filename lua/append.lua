@@ -1,0 +1,48 @@
+-- Append one message to a session (allocating its turn number), with an optional whiteboard snapshot.
+-- KEYS[1] = session record hash              rs:{u:<u>}:s:<sid>
+-- KEYS[2] = messages hash                    rs:{u:<u>}:s:<sid>:msgs   (turn_no -> message JSON)
+-- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb     (snapshot_index -> actions)
+-- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
+-- ARGV[1] = user id (must match the record's)
+-- ARGV[2] = session id
+-- ARGV[3] = now, epoch milliseconds (index score)
+-- ARGV[4] = now, ISO-8601 text (updated_at)
+-- ARGV[5] = how many messages to keep; older ones and their snapshots are trimmed
+-- ARGV[6] = message JSON
+-- ARGV[7] = snapshot JSON (stored under the message's turn number), or "" for none
+-- Returns {turn, latest_turn_no, latest_snapshot_index} as stored afterwards, or {0} when the record
+-- is missing or belongs to another user.
+local record_key, messages_key, snapshots_key, index_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local user_id, session_id, now_ms, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local keep, message, snapshot = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+
+if redis.call('HGET', record_key, 'user_id') ~= user_id then
+  return {0}
+end
+
+local turn = redis.call('HINCRBY', record_key, 'turns', 1)
+redis.call('HSET', messages_key, turn, message)
+local latest_turn, latest_snapshot = unpack(redis.call('HMGET', record_key,
+  'c:latest_turn_no', 'c:latest_snapshot_index'))
+latest_turn = math.max(tonumber(latest_turn or '0'), turn)
+latest_snapshot = tonumber(latest_snapshot or '0')
+if snapshot ~= '' then
+  redis.call('HSET', snapshots_key, turn, snapshot)
+  latest_snapshot = math.max(latest_snapshot, turn)
+end
+local fields = {'updated_at', now_iso, 'c:latest_turn_no', latest_turn}
+if latest_snapshot > 0 then
+  fields[#fields + 1] = 'c:latest_snapshot_index'
+  fields[#fields + 1] = latest_snapshot
+end
+redis.call('HSET', record_key, unpack(fields))
+
+-- Trim: everything at or below turn - keep goes (a contiguous run, so stop at the first gap).
+local old = turn - keep
+while old >= 1 and redis.call('HDEL', messages_key, old) == 1 do
+  redis.call('HDEL', snapshots_key, old)
+  old = old - 1
+end
+
+redis.call('ZADD', index_key, now_ms, session_id)
+return {turn, latest_turn, latest_snapshot}

@@ -1,0 +1,75 @@
+-- Create a session record and index it; optionally copy a folder's data into it.
+-- KEYS[1] = session record hash              rs:{u:<u>}:s:<sid>
+-- KEYS[2] = the user's session index (zset)  rs:{u:<u>}:idx
+-- KEYS[3] = (optional) folder hash            rs:{u:<u>}:f:<fid>
+-- ARGV[1] = now, epoch milliseconds (index score)
+-- ARGV[2] = session id
+-- ARGV[3] = user id
+-- ARGV[4] = folder id, or "" when no folder is asked for
+-- ARGV[5..] = field, value pairs of the new record (metadata and context fields)
+-- Returns {1, folder_status}: folder_status is "none", "ok", "missing" (no folder of this user with
+-- that id) or "invalid" (the folder's stored analysis is not well-formed); {0} when the id is taken.
+local record_key, index_key, folder_key = KEYS[1], KEYS[2], KEYS[3]
+local now_ms, session_id, user_id, folder_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+if redis.call('EXISTS', record_key) == 1 then
+  return {0}
+end
+
+local fields = {}
+for i = 5, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+
+local function string_list(value)
+  if value == nil then return true end
+  if type(value) ~= 'table' then return false end
+  for k, v in pairs(value) do
+    if type(k) ~= 'number' or type(v) ~= 'string' then return false end
+  end
+  return true
+end
+
+local function string_map(value)
+  if value == nil then return true end
+  if type(value) ~= 'table' then return false end
+  for k, v in pairs(value) do
+    if type(k) ~= 'string' or type(v) ~= 'string' then return false end
+  end
+  return true
+end
+
+local folder_status = 'none'
+if folder_id ~= '' then
+  local owner = redis.call('HGET', folder_key, 'user_id')
+  if owner ~= user_id then
+    folder_status = 'missing'
+  else
+    folder_status = 'ok'
+    local vector_store_id, analysis = unpack(redis.call('HMGET', folder_key, 'vector_store_id', 'analysis'))
+    if analysis then
+      local ok, parsed = pcall(cjson.decode, analysis)
+      if not ok or type(parsed) ~= 'table' or type(parsed.analysis_text) ~= 'string'
+          or type(parsed.vector_store_id) ~= 'string' or not string_list(parsed.key_concepts)
+          or not string_list(parsed.file_names) or not string_map(parsed.key_terms) then
+        folder_status = 'invalid'
+      end
+    end
+    if folder_status == 'ok' then
+      fields[#fields + 1] = 'folder_id'
+      fields[#fields + 1] = folder_id
+      if vector_store_id then
+        fields[#fields + 1] = 'c:vector_store_id'
+        fields[#fields + 1] = cjson.encode(vector_store_id)
+      end
+      if analysis then
+        fields[#fields + 1] = 'c:analysis_result'
+        fields[#fields + 1] = analysis
+      end
+    end
+  end
+end
+
+redis.call('HSET', record_key, unpack(fields))
+redis.call('ZADD', index_key, now_ms, session_id)
+return {1, folder_status}

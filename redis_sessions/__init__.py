@@ -1,0 +1,55 @@
+"""redis-sessions: a Redis-native session store for AI tutoring backends."""
+
+from __future__ import annotations
+
+from .config import StoreConfig
+from .core import StoreStats
+from .exceptions import (
+    BackendError,
+    InvalidInput,
+    SessionNotFound,
+    SessionStoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
+from .models import (
+    AnalysisResult,
+    FocusObjective,
+    LearningObjective,
+    LessonPlan,
+    LessonSection,
+    QuizQuestion,
+    TutorContext,
+    UserConceptMastery,
+    UserModelState,
+)
+from .records import Folder, Message, Session, SessionInfo, ValidationResult
+from .store import SessionStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnalysisResult",
+    "BackendError",
+    "FocusObjective",
+    "Folder",
+    "InvalidInput",
+    "LearningObjective",
+    "LessonPlan",
+    "LessonSection",
+    "Message",
+    "QuizQuestion",
+    "Session",
+    "SessionInfo",
+    "SessionNotFound",
+    "SessionStore",
+    "SessionStoreError",
+    "StoreConfig",
+    "StoreStats",
+    "StoreUnavailable",
+    "TutorContext",
+    "UserConceptMastery",
+    "UserModelState",
+    "ValidationResult",
+    "VersionConflict",
+]

@@ -1,0 +1,96 @@
+"""An in-process TTL + LRU cache, with no thread of its own.
+
+Entries expire ``ttl`` seconds after they were written; the least recently used entry goes when the
+cache is full; expired entries are purged in one pass at most every ``sweep_interval`` seconds, on
+the next access after that interval (so an idle process holds no busy thread and no timer).
+
+Operations are O(1) (the purge is O(n) once per interval) and guarded by a lock held only for a few
+dict operations, so it is safe from threads and never blocks an event loop for long.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TTLCache(Generic[K, V]):
+    """``get``/``put``/``evict`` with TTL expiry and LRU eviction; ``maxsize=0`` stores nothing."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        ttl: float,
+        sweep_interval: float,
+        *,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self.sweep_interval = sweep_interval
+        self._timer = timer
+        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._next_sweep = timer() + sweep_interval
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: K) -> V | None:
+        """The live value for ``key`` (marking it recently used), or None; counts a hit or a miss."""
+        if self.maxsize == 0:
+            return None
+        now = self._timer()
+        with self._lock:
+            self._maybe_sweep(now)
+            item = self._data.get(key)
+            if item is None or item[0] <= now:
+                if item is not None:
+                    del self._data[key]
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return item[1]
+
+    def peek(self, key: K) -> V | None:
+        """The live value for ``key`` without touching LRU order or the counters."""
+        item = self._data.get(key)
+        if item is None or item[0] <= self._timer():
+            return None
+        return item[1]
+
+    def put(self, key: K, value: V) -> None:
+        if self.maxsize == 0:
+            return
+        now = self._timer()
+        with self._lock:
+            self._maybe_sweep(now)
+            self._data[key] = (now + self.ttl, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def evict(self, key: K) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def _maybe_sweep(self, now: float) -> None:
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.sweep_interval
+        expired = [k for k, (deadline, _) in self._data.items() if deadline <= now]
+        for k in expired:
+            del self._data[k]

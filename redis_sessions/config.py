@@ -1,0 +1,48 @@
+"""Store configuration: one keyword-only, immutable settings object."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from .exceptions import InvalidInput
+from .keys import check_prefix
+
+__all__ = ["StoreConfig"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StoreConfig:
+    """How a store behaves. Every field has a production default.
+
+    key_prefix            first part of every key name (``rs`` -> ``rs:{u:alice}:s:<id>``)
+    cache_ttl             seconds a cached read stays fresh (in-process cache)
+    cache_size            entries the cache holds at most, LRU-evicted; 0 turns the cache off
+    cache_sweep_interval  seconds between purges of expired cache entries (done on access, no thread)
+    max_messages          messages kept per session; older ones (and their snapshots) are trimmed
+    max_context_bytes     largest encoded lean context accepted; larger raises InvalidInput
+    max_age               idle time after which the sweeper deletes a session
+    """
+
+    key_prefix: str = "rs"
+    cache_ttl: float = 300.0
+    cache_size: int = 1000
+    cache_sweep_interval: float = 600.0
+    max_messages: int = 1000
+    max_context_bytes: int = 1024 * 1024
+    max_age: dt.timedelta = dt.timedelta(days=30)
+
+    def __post_init__(self) -> None:
+        check_prefix(self.key_prefix)
+        if self.cache_ttl <= 0:
+            raise InvalidInput(f"cache_ttl must be > 0, got {self.cache_ttl}")
+        if self.cache_size < 0:
+            raise InvalidInput(f"cache_size must be >= 0, got {self.cache_size}")
+        if self.cache_sweep_interval <= 0:
+            raise InvalidInput(f"cache_sweep_interval must be > 0, got {self.cache_sweep_interval}")
+        if self.max_messages < 1:
+            raise InvalidInput(f"max_messages must be >= 1, got {self.max_messages}")
+        if self.max_context_bytes < 1024:
+            raise InvalidInput(f"max_context_bytes must be >= 1024, got {self.max_context_bytes}")
+        if self.max_age <= dt.timedelta(0):
+            raise InvalidInput(f"max_age must be positive, got {self.max_age}")

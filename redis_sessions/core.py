@@ -1,0 +1,566 @@
+"""The store without I/O: every operation as a generator that yields Redis requests.
+
+An operation yields a :class:`Command` or a :class:`RunScript`, receives the reply through ``send``,
+and returns its result. A Redis failure is thrown into it (already translated into the store's own
+exception, with the Redis error chained), so that it can evict what it cached before the error goes on
+to the caller. Cache hits return without yielding anything: zero round trips.
+
+The sync and async stores only run these generators (``drive``); no logic lives in them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+import msgspec
+import redis.exceptions as rex
+
+from . import codec
+from .cache import TTLCache
+from .config import StoreConfig
+from .exceptions import (
+    BackendError,
+    InvalidInput,
+    SessionNotFound,
+    SessionStoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
+from .folders import analysis_from_folder
+from .keys import KeySpace, check_user_id, check_uuid
+from .models import TutorContext
+from .records import Folder, Message, Session, SessionInfo, ValidationResult
+from .scripts import ScriptName
+from .validation import validate_context
+
+logger = logging.getLogger("redis_sessions")
+
+T = TypeVar("T")
+Arg = str | bytes | int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Command:
+    """A plain Redis command, e.g. ``("HGETALL", key)``."""
+
+    args: tuple[Arg, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunScript:
+    """One of the registered Lua scripts with its KEYS and ARGV."""
+
+    name: ScriptName
+    keys: Sequence[str]
+    args: Sequence[Arg]
+
+
+Request = Command | RunScript
+Op = Generator[Request, Any, T]
+#: Reads from a folder source of the app: (folder_id, user_id) -> Folder or None.
+FolderSource = Callable[[str, str], "Folder | None"]
+
+MAX_LIST_LIMIT: Final = 100
+
+
+class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of one store instance since it was made."""
+
+    cache_hits: int
+    cache_misses: int
+    cache_hit_rate: float
+    cache_size: int
+    undecodable_records: int
+
+
+def translate_error(exc: rex.RedisError) -> SessionStoreError:
+    """The store's exception for a redis-py error (the caller chains ``exc`` as its cause)."""
+    unavailable = (
+        rex.ConnectionError,
+        rex.TimeoutError,
+        rex.ReadOnlyError,
+        rex.BusyLoadingError,
+        rex.ClusterDownError,
+        rex.TryAgainError,
+    )
+    if isinstance(exc, unavailable):
+        error: SessionStoreError = StoreUnavailable(f"Redis unavailable: {exc}")
+    else:
+        error = BackendError(f"Redis error: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _is_wrongtype(exc: SessionStoreError) -> bool:
+    return isinstance(exc, BackendError) and "WRONGTYPE" in str(exc)
+
+
+def _check_int(value: object, name: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInput(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+Record = dict[bytes, bytes]
+
+
+class StoreCore:
+    """Everything a store does except talking to Redis. One instance per store."""
+
+    def __init__(
+        self,
+        config: StoreConfig | None = None,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        folder_source: FolderSource | None = None,
+        cache_timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config if config is not None else StoreConfig()
+        if not isinstance(self.config, StoreConfig):
+            raise InvalidInput(f"config must be a StoreConfig, got {type(self.config).__name__}")
+        self.keys = KeySpace(self.config.key_prefix)
+        self.cache: TTLCache[tuple[str, str], Record] = TTLCache(
+            self.config.cache_size,
+            self.config.cache_ttl,
+            self.config.cache_sweep_interval,
+            timer=cache_timer,
+        )
+        self.folder_source = folder_source
+        self._clock = clock or codec.utc_now
+        self._undecodable = 0
+        # Bumped by every write: a read whose reply arrives after a write started does not fill the
+        # cache (it may hold what the write replaced).
+        self._write_epoch = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ helpers
+
+    def now(self) -> dt.datetime:
+        return codec.check_aware(self._clock())
+
+    def _begin_write(self, cache_key: tuple[str, str] | None) -> int:
+        """Evict the entry a write is about to change; return the epoch the write may cache at."""
+        with self._lock:
+            self._write_epoch += 1
+            if cache_key is not None:
+                self.cache.evict(cache_key)
+            return self._write_epoch
+
+    def _corrupt(self, key: str, problem: object) -> None:
+        with self._lock:
+            self._undecodable += 1
+        logger.warning("undecodable record at %s: %s", key, problem)
+
+    def _fill_cache(self, cache_key: tuple[str, str], record: Record, epoch: int) -> None:
+        with self._lock:
+            if epoch == self._write_epoch:
+                self.cache.put(cache_key, record)
+
+    def _patch_cache(self, cache_key: tuple[str, str], changes: Mapping[bytes, bytes]) -> None:
+        """After a write Redis accepted: apply its exact changes to a cached record, if any."""
+        with self._lock:
+            cached = self.cache.peek(cache_key)
+            if cached is not None:
+                self.cache.put(cache_key, {**cached, **changes})
+
+    def _record(self, user_id: str, session_id: str) -> Op[Record | None]:
+        """The raw record, from the cache or one HGETALL."""
+        cache_key = (user_id, session_id)
+        cached = self.cache.get(cache_key)
+        if cached is not None:
+            return cached
+        key = self.keys.session(user_id, session_id)
+        epoch = self._write_epoch
+        try:
+            record: Record = yield Command(("HGETALL", key))
+        except SessionStoreError as exc:
+            if _is_wrongtype(exc):
+                self._corrupt(key, exc)
+                return None
+            raise
+        if not record:
+            return None
+        self._fill_cache(cache_key, record, epoch)
+        return record
+
+    def _session(self, record: Record, user_id: str, session_id: str) -> Session | None:
+        try:
+            return codec.session_from_fields(record, user_id, session_id)
+        except codec.CorruptRecord as exc:
+            self.cache.evict((user_id, session_id))
+            self._corrupt(self.keys.session(user_id, session_id), exc)
+            return None
+
+    # ------------------------------------------------------------------ sessions
+
+    def create_session(
+        self,
+        user_id: str,
+        folder_id: str | uuid.UUID | None = None,
+        initial_context: TutorContext | Mapping[str, Any] | None = None,
+    ) -> Op[str]:
+        uid = check_user_id(user_id)
+        context = self._initial_context(uid, initial_context)
+        if folder_id is None and context.folder_id is not None:
+            folder_id = context.folder_id
+        fid = check_uuid(folder_id, "folder_id") if folder_id is not None else None
+        context.folder_id = None
+        redis_folder = fid
+        if fid is not None and self.folder_source is not None:
+            context = self._apply_folder_source(context, fid, uid)
+            redis_folder = None
+        now = self.now()
+        for _ in range(3):  # a UUID4 collision is practically impossible; never overwrite one
+            sid = codec.new_session_id()
+            context.session_id = uuid.UUID(sid)
+            fields = codec.encode_context(
+                context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
+            )
+            record = codec.record_fields(user_id=uid, session_id=sid, now=now, context_fields=fields)
+            keys = [self.keys.session(uid, sid), self.keys.index(uid)]
+            if redis_folder is not None:
+                keys.append(self.keys.folder(uid, redis_folder))
+            args = [codec.epoch_ms(now), sid, uid, redis_folder or "", *codec.flatten(record)]
+            epoch = self._begin_write(None)
+            reply = yield RunScript(ScriptName.CREATE, keys, args)
+            if reply[0] == 1:
+                break
+        else:  # pragma: no cover - three UUID4 collisions in a row
+            raise BackendError("could not allocate a free session id")
+        status = reply[1].decode()
+        if status in ("missing", "invalid"):
+            logger.warning(
+                "session %s of user %r created without folder data: folder %s is %s",
+                sid, uid, redis_folder, "missing or not this user's" if status == "missing"
+                else "not loadable (malformed analysis)",
+            )
+        if status == "none":  # the record is exactly what was sent: cache it
+            stored: Record = {
+                (k.encode()): (v.encode() if isinstance(v, str) else v) for k, v in record
+            }
+            self._fill_cache((uid, sid), stored, epoch)
+        return sid
+
+    def _initial_context(
+        self, user_id: str, initial: TutorContext | Mapping[str, Any] | None
+    ) -> TutorContext:
+        placeholder = uuid.UUID(int=0)
+        if initial is None:
+            return TutorContext(user_id=user_id, session_id=placeholder)
+        if isinstance(initial, TutorContext):
+            if initial.user_id != user_id:
+                raise InvalidInput(
+                    f"initial_context.user_id is {initial.user_id!r}, not {user_id!r}"
+                )
+            return msgspec.structs.replace(initial)
+        if isinstance(initial, Mapping):
+            data = dict(initial)
+            if data.get("user_id", user_id) != user_id:
+                raise InvalidInput(
+                    f"initial_context user_id is {data['user_id']!r}, not {user_id!r}"
+                )
+            data["user_id"] = user_id
+            data["session_id"] = str(placeholder)
+            result = validate_context(data)
+            if result.context is None:
+                raise InvalidInput("invalid initial_context: " + "; ".join(result.errors))
+            return result.context
+        raise InvalidInput(
+            f"initial_context must be a TutorContext or a mapping, got {type(initial).__name__}"
+        )
+
+    def _apply_folder_source(self, context: TutorContext, folder_id: str, user_id: str) -> TutorContext:
+        source = self.folder_source
+        assert source is not None
+        try:
+            folder = source(folder_id, user_id)
+            if folder is None:
+                logger.warning("folder %s of user %r not found: session created without it",
+                               folder_id, user_id)
+                return context
+            if not isinstance(folder, Folder):
+                raise TypeError(f"folder source returned {type(folder).__name__}, not Folder")
+            analysis = analysis_from_folder(folder)
+        except Exception as exc:  # the contract: a failing folder never fails the create
+            logger.warning("folder %s of user %r failed to load (%r): session created without it",
+                           folder_id, user_id, exc)
+            return context
+        return msgspec.structs.replace(
+            context,
+            folder_id=uuid.UUID(folder_id),
+            vector_store_id=folder.vector_store_id
+            if folder.vector_store_id is not None
+            else context.vector_store_id,
+            analysis_result=analysis if analysis is not None else context.analysis_result,
+        )
+
+    def get_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[Session | None]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        record = yield from self._record(uid, sid)
+        return None if record is None else self._session(record, uid, sid)
+
+    def get_session_context(
+        self, session_id: str | uuid.UUID, user_id: str, *, history: int = 0
+    ) -> Op[TutorContext | None]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        history = _check_int(history, "history", minimum=0)
+        if history == 0:
+            record = yield from self._record(uid, sid)
+            if record is None:
+                return None
+            session = self._session(record, uid, sid)
+            return None if session is None else session.context
+        epoch = self._write_epoch
+        reply = yield from self._read_script(uid, sid, history, whole=True, snapshots=True)
+        if not reply:
+            return None
+        record = codec.pairs_to_dict(reply[0])
+        session = self._session(record, uid, sid)
+        if session is None:
+            return None
+        self._fill_cache((uid, sid), record, epoch)
+        try:
+            messages = codec.decode_messages(int(reply[1]), reply[2])
+            snapshots = codec.decode_snapshots(reply[3])
+        except codec.CorruptRecord as exc:
+            self._corrupt(self.keys.session(uid, sid) + ":msgs", exc)
+            return None
+        context = session.context
+        context.history = codec.history_entries(messages)
+        context.whiteboard_history = snapshots
+        return context
+
+    def _read_script(
+        self, uid: str, sid: str, count: int, *, whole: bool, snapshots: bool
+    ) -> Op[list[Any]]:
+        keys = self.keys.session_keys(uid, sid)
+        try:
+            reply: list[Any] = yield RunScript(
+                ScriptName.READ, keys, [count, "1" if whole else "0", "1" if snapshots else "0"]
+            )
+        except SessionStoreError as exc:
+            if _is_wrongtype(exc):
+                self._corrupt(keys[0], exc)
+                return []
+            raise
+        return reply
+
+    def update_session_context(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        context: TutorContext,
+        *,
+        expected_version: int | None = None,
+    ) -> Op[bool]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        if expected_version is not None:
+            _check_int(expected_version, "expected_version", minimum=1)
+        fields = codec.encode_context(
+            context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
+        )
+        now = self.now()
+        cache_key = (uid, sid)
+        cached = self.cache.peek(cache_key)
+        epoch = self._begin_write(cache_key)
+        args = [uid, sid, "" if expected_version is None else expected_version,
+                codec.epoch_ms(now), codec.iso(now), *codec.flatten(fields)]
+        reply = yield RunScript(
+            ScriptName.UPDATE, [self.keys.session(uid, sid), self.keys.index(uid)], args
+        )
+        status = int(reply[0])
+        if status == 0:
+            return False
+        if status == -1:
+            assert expected_version is not None
+            raise VersionConflict(sid, expected_version, int(reply[1]))
+        if cached is not None:
+            record = {k: v for k, v in cached.items()
+                      if not (k.startswith(codec.CONTEXT_PREFIX) or k == b"folder_id")}
+            record.update((k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in fields)
+            record.update(_monotonic(reply[2], reply[3]))
+            record[b"version"] = str(reply[1]).encode()
+            record[b"updated_at"] = codec.iso(now).encode()
+            self._fill_cache(cache_key, record, epoch)
+        return True
+
+    def session_exists(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        if self.cache.get((uid, sid)) is not None:
+            return True
+        reply = yield Command(("EXISTS", self.keys.session(uid, sid)))
+        return bool(reply)
+
+    def end_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        now = self.now()
+        cache_key = (uid, sid)
+        cached = self.cache.peek(cache_key)
+        epoch = self._begin_write(cache_key)
+        ended = yield RunScript(
+            ScriptName.END,
+            [self.keys.session(uid, sid), self.keys.index(uid)],
+            [uid, sid, codec.epoch_ms(now), codec.iso(now)],
+        )
+        if ended is None:
+            return False
+        if cached is not None:
+            patch = {b"ended_at": ended, b"updated_at": codec.iso(now).encode()}
+            self._fill_cache(cache_key, {**cached, **patch}, epoch)
+        return True
+
+    def delete_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        self._begin_write((uid, sid))
+        existed = yield RunScript(
+            ScriptName.DELETE, [*self.keys.session_keys(uid, sid), self.keys.index(uid)], [sid]
+        )
+        self.cache.evict((uid, sid))
+        return bool(existed)
+
+    def list_user_sessions(
+        self, user_id: str, limit: int = 50, offset: int = 0
+    ) -> Op[list[SessionInfo]]:
+        uid = check_user_id(user_id)
+        limit = min(_check_int(limit, "limit", minimum=1), MAX_LIST_LIMIT)
+        offset = _check_int(offset, "offset", minimum=0)
+        fields = codec.LISTING_FIELDS
+        flat = yield RunScript(
+            ScriptName.LIST,
+            [self.keys.index(uid)],
+            [self.keys.session_prefix(uid), offset, limit, *fields],
+        )
+        width = 1 + len(fields)
+        out = []
+        for i in range(0, len(flat), width):
+            session_id, row = flat[i], flat[i + 1 : i + width]
+            try:
+                out.append(codec.info_from_row(session_id, row, uid))
+            except codec.CorruptRecord as exc:
+                self._corrupt(self.keys.session(uid, session_id.decode(errors="replace")), exc)
+        return out
+
+    # ------------------------------------------------------------------ messages
+
+    def append_message(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        role: str,
+        text: str,
+        *,
+        payload: Any = None,
+        whiteboard_actions: list[dict[str, Any]] | None = None,
+    ) -> Op[int]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        now = self.now()
+        message, snapshot = codec.encode_message(role, text, payload, whiteboard_actions, now)
+        size = len(message) + len(snapshot)
+        if size > self.config.max_context_bytes:
+            raise InvalidInput(
+                f"message is {size} bytes, more than max_context_bytes={self.config.max_context_bytes}"
+            )
+        cache_key = (uid, sid)
+        cached = self.cache.peek(cache_key)
+        epoch = self._begin_write(cache_key)
+        record_key, messages_key, snapshots_key = self.keys.session_keys(uid, sid)
+        reply = yield RunScript(
+            ScriptName.APPEND,
+            [record_key, messages_key, snapshots_key, self.keys.index(uid)],
+            [uid, sid, codec.epoch_ms(now), codec.iso(now), self.config.max_messages,
+             message, snapshot],
+        )
+        turn = int(reply[0])
+        if turn == 0:
+            raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
+        if cached is not None:
+            patch = {b"turns": str(turn).encode(), b"updated_at": codec.iso(now).encode(),
+                     **_monotonic(reply[1], reply[2])}
+            self._fill_cache(cache_key, {**cached, **patch}, epoch)
+        return turn
+
+    def get_messages(
+        self, session_id: str | uuid.UUID, user_id: str, limit: int = 50
+    ) -> Op[list[Message]]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        limit = min(_check_int(limit, "limit", minimum=1), self.config.max_messages)
+        reply = yield from self._read_script(uid, sid, limit, whole=False, snapshots=False)
+        if not reply:
+            return []
+        try:
+            return codec.decode_messages(int(reply[1]), reply[2])
+        except codec.CorruptRecord as exc:
+            self._corrupt(self.keys.session(uid, sid) + ":msgs", exc)
+            raise BackendError(f"messages of session {sid} cannot be decoded: {exc}") from exc
+
+    # ------------------------------------------------------------------ folders
+
+    def put_folder(self, user_id: str, folder: Folder) -> Op[Folder]:
+        uid = check_user_id(user_id)
+        if not isinstance(folder, Folder):
+            raise InvalidInput(f"folder must be a Folder, got {type(folder).__name__}")
+        fid = check_uuid(folder.id, "folder id")
+        if not isinstance(folder.name, str) or not isinstance(folder.knowledge_base, str):
+            raise InvalidInput("folder name and knowledge_base must be str")
+        now = self.now()
+        pairs = codec.folder_fields(folder, uid, now)
+        size = sum(len(v) for _, v in pairs)
+        if size > self.config.max_context_bytes // 2:
+            raise InvalidInput(
+                f"folder is {size} bytes; at most max_context_bytes/2 = "
+                f"{self.config.max_context_bytes // 2} (its analysis is copied into contexts)"
+            )
+        created = yield RunScript(
+            ScriptName.PUT_FOLDER, [self.keys.folder(uid, fid)], codec.flatten(pairs)
+        )
+        return msgspec.structs.replace(
+            folder, id=fid, created_at=codec.parse_time(created), updated_at=now
+        )
+
+    def get_folder_data(self, folder_id: str | uuid.UUID, user_id: str) -> Op[Folder | None]:
+        fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
+        if self.folder_source is not None:
+            return self.folder_source(fid, uid)
+        key = self.keys.folder(uid, fid)
+        fields = yield Command(("HGETALL", key))
+        if not fields:
+            return None
+        try:
+            return codec.folder_from_fields(fields, uid, fid)
+        except codec.CorruptRecord as exc:
+            self._corrupt(key, exc)
+            return None
+
+    # ------------------------------------------------------------------ pure
+
+    def validate_session_context(self, data: object) -> ValidationResult:
+        return validate_context(data, max_bytes=self.config.max_context_bytes)
+
+    def stats(self) -> StoreStats:
+        hits, misses = self.cache.hits, self.cache.misses
+        total = hits + misses
+        return StoreStats(
+            cache_hits=hits,
+            cache_misses=misses,
+            cache_hit_rate=hits / total if total else 0.0,
+            cache_size=len(self.cache),
+            undecodable_records=self._undecodable,
+        )
+
+
+def _monotonic(latest_turn: Any, latest_snapshot: Any) -> dict[bytes, bytes]:
+    """The monotonic context fields as a script reported storing them (0 = absent)."""
+    out = {}
+    pairs = ((b"c:latest_turn_no", latest_turn), (b"c:latest_snapshot_index", latest_snapshot))
+    for name, value in pairs:
+        number = int(value)
+        if number > 0:
+            out[name] = str(number).encode()
+    return out

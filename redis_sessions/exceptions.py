@@ -1,0 +1,63 @@
+"""Every error the store raises, under one base class.
+
+    SessionStoreError                  base: ``except SessionStoreError`` catches them all
+    ├── InvalidInput                   bad ids, oversized or malformed contexts (also a ValueError);
+    │                                  raised before anything is written
+    ├── VersionConflict                ``expected_version`` did not match: another writer got there first
+    ├── SessionNotFound                an operation that must change a session found none (append_message);
+    │                                  also a LookupError. Reads return None / False instead
+    ├── StoreUnavailable               Redis could not be reached or timed out; never reads as "not found"
+    └── BackendError                   Redis answered with an error (WRONGTYPE on a key of ours, OOM, a
+                                       script error): the data is left as it was
+
+The Redis exception that caused an error is chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "InvalidInput",
+    "SessionNotFound",
+    "SessionStoreError",
+    "StoreUnavailable",
+    "VersionConflict",
+]
+
+
+class SessionStoreError(Exception):
+    """Base class of every error raised by redis-sessions."""
+
+
+class InvalidInput(SessionStoreError, ValueError):
+    """An argument can never be valid (bad id, oversized or malformed context).
+
+    Raised before anything is sent to Redis, so nothing is written.
+    """
+
+
+class VersionConflict(SessionStoreError):
+    """An ``expected_version`` write lost the race: the stored version differs.
+
+    ``expected`` is the version the caller read; ``actual`` the one Redis holds.
+    """
+
+    def __init__(self, session_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"session {session_id}: expected version {expected}, but Redis holds version {actual}"
+        )
+        self.session_id = session_id
+        self.expected = expected
+        self.actual = actual
+
+
+class SessionNotFound(SessionStoreError, LookupError):
+    """The session does not exist for this user (missing, deleted, or another user's)."""
+
+
+class StoreUnavailable(SessionStoreError):
+    """Redis could not be reached, or did not answer in time."""
+
+
+class BackendError(SessionStoreError):
+    """Redis answered a command of the store with an error."""

@@ -1,0 +1,121 @@
+"""Every Redis key name the store uses is built here, and nowhere else.
+
+Layout (default prefix ``rs``; ``<u>`` is the user id, percent-encoded as below):
+
+    rs:{u:<u>}:s:<session_id>          hash   the session record (metadata + one field per context field)
+    rs:{u:<u>}:s:<session_id>:msgs     hash   turn_no -> message JSON
+    rs:{u:<u>}:s:<session_id>:wb       hash   snapshot_index -> whiteboard actions JSON
+    rs:{u:<u>}:idx                     zset   session_id scored by last activity (epoch milliseconds)
+    rs:{u:<u>}:f:<folder_id>           hash   a folder of the user
+
+Everything of one user carries the hash tag ``{u:<u>}``, so every script touches one hash slot and the
+store runs on Redis Cluster.
+
+The user id is percent-encoded (UTF-8) with only ``A-Z a-z 0-9 - . _ ~ @`` left as they are. The
+encoding is injective (it can be decoded back), and its output never contains ``{``, ``}`` or ``:``, so
+two different users can neither share a key nor have one user's key reach into the other's namespace,
+whatever characters their ids hold. Readable ids (UUIDs, e-mail addresses) stay readable in redis-cli.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+import uuid
+from typing import Final
+
+from .exceptions import InvalidInput
+
+MAX_USER_ID_CHARS: Final = 256
+_SAFE: Final = "-._~@"
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can start key names (1-64 of ``A-Z a-z 0-9 _ . -``)."""
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise InvalidInput(
+            f"key prefix must be 1-64 characters of A-Z a-z 0-9 _ . -, got {prefix!r}"
+        )
+    return prefix
+
+
+def check_user_id(user_id: object) -> str:
+    """Return ``user_id`` if it is 1 to 256 characters that UTF-8 can encode."""
+    if not isinstance(user_id, str):
+        raise InvalidInput(f"user_id must be a str, got {type(user_id).__name__}")
+    if not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
+        raise InvalidInput(f"user_id must be 1 to {MAX_USER_ID_CHARS} characters, got {len(user_id)}")
+    try:
+        user_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"user_id is not valid Unicode text: {exc.reason}") from exc
+    return user_id
+
+
+def check_uuid(value: object, what: str = "session_id") -> str:
+    """Return the canonical text of a UUID (lowercase ``8-4-4-4-12``); raise InvalidInput otherwise.
+
+    Accepts a ``uuid.UUID`` or its canonical string; any other spelling can never name a session.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str) and _CANONICAL_UUID.match(value):
+        return value
+    raise InvalidInput(
+        f"{what} must be a canonical UUID (lowercase 8-4-4-4-12 hex), got {value!r}"
+    )
+
+
+def encode_user(user_id: str) -> str:
+    """The user id as it appears inside key names (see the module docstring)."""
+    return urllib.parse.quote(user_id, safe=_SAFE)
+
+
+def decode_user(encoded: str) -> str:
+    """Inverse of :func:`encode_user`."""
+    return urllib.parse.unquote(encoded, errors="strict")
+
+
+class KeySpace:
+    """Builds the key names under one prefix. Pure: no I/O, no state but the prefix."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = check_prefix(prefix)
+
+    def user_tag(self, user_id: str) -> str:
+        """``rs:{u:<u>}``: the start of every key of the user (includes the hash tag)."""
+        return f"{self.prefix}:{{u:{encode_user(user_id)}}}"
+
+    def user_pattern(self, user_id: str) -> str:
+        """A SCAN MATCH pattern for every key of the user (glob characters escaped)."""
+        return _glob_escape(self.user_tag(user_id)) + ":*"
+
+    def all_pattern(self) -> str:
+        """A SCAN MATCH pattern for every key under the prefix."""
+        return _glob_escape(self.prefix) + ":*"
+
+    def session(self, user_id: str, session_id: str) -> str:
+        return f"{self.user_tag(user_id)}:s:{session_id}"
+
+    def session_keys(self, user_id: str, session_id: str) -> tuple[str, str, str]:
+        """(record, messages, snapshots) of one session."""
+        record = self.session(user_id, session_id)
+        return record, f"{record}:msgs", f"{record}:wb"
+
+    def session_prefix(self, user_id: str) -> str:
+        """What precedes a session id in the record key (scripts append the id to it)."""
+        return f"{self.user_tag(user_id)}:s:"
+
+    def index(self, user_id: str) -> str:
+        return f"{self.user_tag(user_id)}:idx"
+
+    def folder(self, user_id: str, folder_id: str) -> str:
+        return f"{self.user_tag(user_id)}:f:{folder_id}"
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

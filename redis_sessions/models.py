@@ -1,0 +1,227 @@
+"""The tutoring context, as msgspec Structs faithful to ``shared/reference/tutor-context.md``.
+
+Field names, types and defaults follow the reference field lists one for one, so the lean JSON the store
+writes still validates against the original pydantic models. Every Struct uses ``omit_defaults`` so that
+defaults never reach the encoded bytes, and ignores unknown fields so that records written by a newer
+schema still read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Final, Literal
+
+import msgspec
+
+from .exceptions import InvalidInput
+
+__all__ = [
+    "AnalysisResult",
+    "FocusObjective",
+    "LearningObjective",
+    "LessonPlan",
+    "LessonSection",
+    "Outcome",
+    "QuizQuestion",
+    "TutorContext",
+    "UserConceptMastery",
+    "UserModelState",
+]
+
+InteractionMode = Literal["chat_only", "chat_and_whiteboard"]
+PedagogicalAction = Literal["explained", "asked", "evaluated", "remediated"]
+InteractionStyle = Literal["explanatory", "quiz_heavy", "socratic"]
+PendingInteraction = Literal["checking_question", "summary_prompt"]
+Outcome = Literal["correct", "incorrect", "unsure", "clarification_needed", "explained"]
+
+OUTCOMES: Final[frozenset[str]] = frozenset(
+    ("correct", "incorrect", "unsure", "clarification_needed", "explained")
+)
+MASTERY_THRESHOLD: Final = 0.8
+CONFIDENCE_THRESHOLD: Final = 5
+
+
+class _Model(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Base of the context models: keyword-only, defaults left out of the encoded bytes."""
+
+
+class UserConceptMastery(_Model, kw_only=True):
+    """A Beta(alpha, beta) belief about how well the learner knows one concept."""
+
+    alpha: int = 1
+    beta: int = 1
+    last_interaction_outcome: str | None = None
+    attempts: int = 0
+    confusion_points: list[str] = []
+    last_accessed: str | None = None  # ISO-8601 UTC timestamp
+
+    @property
+    def mastery(self) -> float:
+        """Posterior mean ``alpha / (alpha + beta)``."""
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def confidence(self) -> int:
+        """Evidence count ``alpha + beta``."""
+        return self.alpha + self.beta
+
+    @property
+    def is_mastered(self) -> bool:
+        """Mastered when mastery > 0.8 and confidence >= 5."""
+        return self.mastery > MASTERY_THRESHOLD and self.confidence >= CONFIDENCE_THRESHOLD
+
+    def apply_outcome(
+        self, outcome: str, detail: str | None = None, *, now: dt.datetime | None = None
+    ) -> None:
+        """Update the belief for one outcome (the reference's update rule).
+
+        correct: alpha += 1; incorrect: beta += 1 and ``detail`` joins confusion_points once;
+        unsure / clarification_needed / explained: evidence unchanged. Every outcome counts an
+        attempt and sets ``last_interaction_outcome`` and ``last_accessed`` (``now``, UTC).
+        """
+        if outcome not in OUTCOMES:
+            raise InvalidInput(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
+        moment = _utc(now)
+        if outcome == "correct":
+            self.alpha += 1
+        elif outcome == "incorrect":
+            self.beta += 1
+            if detail and detail not in self.confusion_points:
+                self.confusion_points.append(detail)
+        self.attempts += 1
+        self.last_interaction_outcome = outcome
+        self.last_accessed = moment.isoformat()
+
+
+class LearningObjective(_Model, kw_only=True):
+    title: str
+    description: str
+    priority: int
+
+
+class LessonSection(_Model, kw_only=True):
+    title: str
+    objectives: list[LearningObjective]
+    estimated_duration_minutes: int
+    concepts_to_cover: list[str]
+    prerequisites: list[str] = []
+    is_optional: bool
+
+
+class LessonPlan(_Model, kw_only=True):
+    title: str
+    description: str
+    target_audience: str
+    prerequisites: list[str]
+    sections: list[LessonSection]
+    total_estimated_duration_minutes: int
+    additional_resources: list[str] = []
+
+
+class QuizQuestion(_Model, kw_only=True):
+    question: str
+    options: list[str]
+    correct_answer_index: int
+    explanation: str
+    difficulty: str
+    related_section: str
+
+
+class FocusObjective(_Model, kw_only=True):
+    topic: str
+    learning_goal: str
+    priority: int
+    relevant_concepts: list[str] = []
+    suggested_approach: str | None = None
+    target_mastery: float
+    initial_difficulty: str | None = None
+
+
+class AnalysisResult(_Model, kw_only=True):
+    analysis_text: str
+    key_concepts: list[str] = []
+    key_terms: dict[str, str] = {}
+    file_names: list[str] = []
+    vector_store_id: str
+
+
+class UserModelState(_Model, kw_only=True):
+    concepts: dict[str, UserConceptMastery] = {}
+    overall_progress: float = 0.0
+    current_topic: str | None = None
+    current_topic_segment_index: int = 0
+    learning_pace_factor: float = 1.0
+    preferred_interaction_style: InteractionStyle | None = None
+    session_summary_notes: list[str] = []
+    current_section_objectives: list[LearningObjective] = []
+    mastered_objectives_current_section: list[str] = []
+    pending_interaction_type: PendingInteraction | None = None
+    pending_interaction_details: dict[str, Any] | None = None
+
+    def record_outcome(
+        self,
+        topic: str,
+        outcome: str,
+        detail: str | None = None,
+        *,
+        now: dt.datetime | None = None,
+    ) -> UserConceptMastery:
+        """Apply an outcome on ``topic`` (creating its entry at the defaults) and make it current.
+
+        Returns the updated concept entry. Raises InvalidInput for an unknown outcome, changing nothing.
+        """
+        if not isinstance(topic, str) or not topic:
+            raise InvalidInput("topic must be a non-empty str")
+        concept = self.concepts.get(topic)
+        fresh = concept is None
+        if concept is None:
+            concept = UserConceptMastery()
+        concept.apply_outcome(outcome, detail, now=now)
+        if fresh:
+            self.concepts[topic] = concept
+        self.current_topic = topic
+        return concept
+
+
+class TutorContext(_Model, kw_only=True):
+    """The whole tutoring context of one session.
+
+    ``history`` and ``whiteboard_history`` are bulky: the store never writes them into the session
+    record. They are kept as per-session messages and whiteboard snapshots (``append_message``) and
+    filled back on read with ``get_session_context(..., history=N)``.
+    """
+
+    state: str | None = None
+    user_id: str
+    session_id: uuid.UUID
+    folder_id: uuid.UUID | None = None
+    vector_store_id: str | None = None
+    session_goal: str | None = None
+    interaction_mode: InteractionMode = "chat_and_whiteboard"
+    uploaded_file_paths: list[str] = []
+    analysis_result: AnalysisResult | None = None
+    knowledge_base_path: str | None = None
+    lesson_plan: LessonPlan | None = None
+    current_quiz_question: QuizQuestion | None = None
+    current_focus_objective: FocusObjective | None = None
+    user_model_state: UserModelState = msgspec.field(default_factory=UserModelState)
+    last_interaction_summary: str | None = None
+    current_teaching_topic: str | None = None
+    whiteboard_history: list[list[dict[str, Any]]] = []
+    history: list[dict[str, Any]] = []
+    last_pedagogical_action: PedagogicalAction | None = None
+    last_event: dict[str, Any] | None = None
+    pending_interaction_type: str | None = None
+    high_cost_calls: int = 0
+    max_high_cost_calls: int = 3
+    latest_turn_no: int = 0
+    latest_snapshot_index: int = 0
+
+
+def _utc(now: dt.datetime | None) -> dt.datetime:
+    if now is None:
+        return dt.datetime.now(dt.timezone.utc)
+    if now.tzinfo is None:
+        raise InvalidInput("now must be a timezone-aware datetime")
+    return now.astimezone(dt.timezone.utc)

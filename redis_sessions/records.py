@@ -1,0 +1,74 @@
+"""The store's own records: what its methods return. Timestamps are timezone-aware UTC datetimes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+import msgspec
+
+from .models import TutorContext
+
+__all__ = ["Folder", "Message", "Role", "Session", "SessionInfo", "ValidationResult"]
+
+Role = Literal["user", "assistant", "system"]
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    """A session record: metadata, the optimistic-concurrency ``version`` and the context.
+
+    ``context`` never carries ``history`` or ``whiteboard_history`` (see ``get_session_context``).
+    """
+
+    session_id: str
+    user_id: str
+    folder_id: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    ended_at: dt.datetime | None
+    version: int
+    context: TutorContext
+
+
+class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of ``list_user_sessions``: the metadata without the context, plus the goal."""
+
+    session_id: str
+    user_id: str
+    folder_id: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    ended_at: dt.datetime | None
+    version: int
+    session_goal: str | None
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """One chat turn. ``whiteboard_snapshot_index`` equals ``turn_no`` when the turn stored a
+    whiteboard snapshot, and is None otherwise."""
+
+    turn_no: int
+    role: Role
+    text: str
+    payload: Any = None
+    whiteboard_snapshot_index: int | None = None
+    created_at: dt.datetime
+
+
+class Folder(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's folder of material. ``put_folder`` fills in the timestamps it is given as None."""
+
+    id: str
+    name: str
+    vector_store_id: str | None = None
+    knowledge_base: str = ""
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class ValidationResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``validate_session_context`` found: every problem, each starting with its JSON path."""
+
+    valid: bool
+    errors: list[str]
+    context: TutorContext | None

@@ -1,0 +1,277 @@
+"""The synchronous store: a thin I/O shell that runs :mod:`redis_sessions.core` operations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import redis
+import redis.exceptions as rex
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
+
+from .config import StoreConfig
+from .core import Command, FolderSource, Op, Request, StoreCore, StoreStats, translate_error
+from .exceptions import InvalidInput
+from .models import TutorContext
+from .records import Folder, Message, Session, SessionInfo, ValidationResult
+from .scripts import ScriptName, all_sources
+
+T = TypeVar("T")
+
+#: Connection settings ``from_url`` uses unless told otherwise: fail in seconds, not minutes.
+DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 2.0,
+    "health_check_interval": 30,
+}
+
+
+def default_retry() -> Retry:
+    """Three retries with jittered backoff (at most ~1 s) on connection errors and timeouts."""
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
+
+
+def check_client(client: Any) -> None:
+    kwargs = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
+    if kwargs.get("decode_responses"):
+        raise InvalidInput("the store needs a client made with decode_responses=False")
+
+
+class SessionStore:
+    """Sessions of a tutoring backend in Redis. Thread-safe; one instance per process is enough.
+
+    Every call is scoped by (session_id, user_id): another user's session behaves exactly like a
+    missing one. Each method says how many round trips to Redis it costs; a cache hit costs none.
+    Redis being unreachable raises StoreUnavailable, never reads as "not found".
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        config: StoreConfig | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        folder_source: FolderSource | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        """Wrap an existing redis-py client (made with ``decode_responses=False``).
+
+        ``clock`` returns the current time (timezone-aware); ``folder_source(folder_id, user_id)``
+        replaces the folders kept in Redis for apps whose folders live elsewhere.
+        """
+        check_client(client)
+        self._core = StoreCore(config, clock=clock, folder_source=folder_source)
+        self._client = client
+        self._owns_client = owns_client
+        self._scripts: dict[ScriptName, Script] = {
+            name: client.register_script(source) for name, source in all_sources().items()
+        }
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        config: StoreConfig | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        folder_source: FolderSource | None = None,
+        **client_options: Any,
+    ) -> SessionStore:
+        """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+
+        ``client_options`` go to ``redis.Redis.from_url`` over DEFAULT_CLIENT_OPTIONS and
+        :func:`default_retry`. Raises InvalidInput for a malformed URL. Closed by ``close()``.
+        """
+        options = {**DEFAULT_CLIENT_OPTIONS, "retry": default_retry(), **client_options}
+        try:
+            client = redis.Redis.from_url(url, **options)
+        except ValueError as exc:
+            raise InvalidInput(f"invalid Redis URL {url!r}: {exc}") from exc
+        return cls(client, config=config, clock=clock, folder_source=folder_source, owns_client=True)
+
+    @property
+    def config(self) -> StoreConfig:
+        return self._core.config
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    # ------------------------------------------------------------------ I/O
+
+    def _send(self, request: Request) -> Any:
+        if isinstance(request, Command):
+            return self._client.execute_command(*request.args)
+        return self._scripts[request.name](keys=request.keys, args=request.args)
+
+    def _run(self, op: Op[T]) -> T:
+        """Drive one core operation: send each request it yields, feed back replies or errors."""
+        try:
+            request = next(op)
+            while True:
+                try:
+                    reply = self._send(request)
+                except rex.RedisError as exc:
+                    request = op.throw(translate_error(exc))
+                else:
+                    request = op.send(reply)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    # ------------------------------------------------------------------ sessions
+
+    def create_session(
+        self,
+        user_id: str,
+        folder_id: str | uuid.UUID | None = None,
+        initial_context: TutorContext | Mapping[str, Any] | None = None,
+    ) -> str:
+        """Create a session and return its new id (a random UUID4). One round trip.
+
+        The context starts at the reference defaults merged with ``initial_context`` (a TutorContext
+        or a mapping; its session_id is replaced by the new id). With ``folder_id``, a folder of this
+        user copies its vector_store_id and its knowledge base (as an AnalysisResult) into the
+        context; a missing, foreign or failing folder logs a warning and the session is created
+        without folder data. Raises InvalidInput for a bad user id or context, writing nothing.
+        """
+        return self._run(self._core.create_session(user_id, folder_id, initial_context))
+
+    def get_session(self, session_id: str | uuid.UUID, user_id: str) -> Session | None:
+        """The session with its metadata and version, or None. One round trip; none on a cache hit.
+
+        A record that cannot be decoded reads as None and is logged with its key.
+        """
+        return self._run(self._core.get_session(session_id, user_id))
+
+    def get_session_context(
+        self, session_id: str | uuid.UUID, user_id: str, *, history: int = 0
+    ) -> TutorContext | None:
+        """The session's context, or None. One round trip (none on a cache hit when history=0).
+
+        Fields missing in the stored record take their defaults. With ``history=N`` the last N
+        messages fill ``history`` (``{"role", "content"}``, oldest first) and their whiteboard
+        snapshots fill ``whiteboard_history``, read in the same round trip as the context.
+        """
+        return self._run(self._core.get_session_context(session_id, user_id, history=history))
+
+    def update_session_context(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        context: TutorContext,
+        *,
+        expected_version: int | None = None,
+    ) -> bool:
+        """Store ``context`` as the session's context; bump its version and last activity.
+
+        One round trip. Only the lean form is stored: ``history`` and ``whiteboard_history`` are
+        never written into the record (keep them with ``append_message``).
+        ``latest_turn_no`` and ``latest_snapshot_index`` are only ever raised, never lowered.
+        Returns False for a missing or foreign session, which is never re-created. With
+        ``expected_version``, raises VersionConflict when the stored version differs.
+        """
+        return self._run(
+            self._core.update_session_context(
+                session_id, user_id, context, expected_version=expected_version
+            )
+        )
+
+    def session_exists(self, session_id: str | uuid.UUID, user_id: str) -> bool:
+        """Whether the session exists for this user. One round trip; none on a cache hit."""
+        return self._run(self._core.session_exists(session_id, user_id))
+
+    def end_session(self, session_id: str | uuid.UUID, user_id: str) -> bool:
+        """Record ``ended_at`` (the first end time is kept). False if missing. One round trip."""
+        return self._run(self._core.end_session(session_id, user_id))
+
+    def delete_session(self, session_id: str | uuid.UUID, user_id: str) -> bool:
+        """Delete the session with its messages, snapshots and index entry, atomically (one Lua
+        script, one round trip). Returns whether the record existed."""
+        return self._run(self._core.delete_session(session_id, user_id))
+
+    def list_user_sessions(
+        self, user_id: str, limit: int = 50, offset: int = 0
+    ) -> list[SessionInfo]:
+        """The user's sessions, most recent activity first; ``limit`` is capped at 100.
+
+        One round trip. Index entries whose record is gone are pruned, never returned.
+        """
+        return self._run(self._core.list_user_sessions(user_id, limit, offset))
+
+    # ------------------------------------------------------------------ messages
+
+    def append_message(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        role: str,
+        text: str,
+        *,
+        payload: Any = None,
+        whiteboard_actions: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Append a message and return its turn number (allocated atomically). One round trip.
+
+        With ``whiteboard_actions`` a snapshot is stored whose index is that turn number. At most
+        ``StoreConfig.max_messages`` are kept (the oldest, with their snapshots, are trimmed).
+        Raises SessionNotFound for a missing or foreign session.
+        """
+        return self._run(
+            self._core.append_message(
+                session_id, user_id, role, text, payload=payload,
+                whiteboard_actions=whiteboard_actions,
+            )
+        )
+
+    def get_messages(
+        self, session_id: str | uuid.UUID, user_id: str, limit: int = 50
+    ) -> list[Message]:
+        """The last ``limit`` messages, oldest first ([] for a missing session). One round trip."""
+        return self._run(self._core.get_messages(session_id, user_id, limit))
+
+    # ------------------------------------------------------------------ folders
+
+    def put_folder(self, user_id: str, folder: Folder) -> Folder:
+        """Create or replace a folder of the user; returns it as stored. One round trip."""
+        return self._run(self._core.put_folder(user_id, folder))
+
+    def get_folder_data(self, folder_id: str | uuid.UUID, user_id: str) -> Folder | None:
+        """The folder if this user owns it, else None. One round trip (none with a folder source,
+        which is asked instead)."""
+        return self._run(self._core.get_folder_data(folder_id, user_id))
+
+    # ------------------------------------------------------------------ no I/O
+
+    def validate_session_context(self, data: object) -> ValidationResult:
+        """Validate a context (JSON bytes or str, a mapping, or a TutorContext); no round trip.
+
+        Reports every problem with its path (``$.user_model_state...``) and returns the
+        normalized context when valid.
+        """
+        return self._core.validate_session_context(data)
+
+    def stats(self) -> StoreStats:
+        """Cache hits, misses, hit rate, size, and undecodable records seen. No round trip."""
+        return self._core.stats()
+
+    def close(self) -> None:
+        """Close the client if the store made it (``from_url``)."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
