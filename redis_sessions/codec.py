@@ -291,9 +291,12 @@ def encode_message(
     return message, snapshot
 
 
-def decode_messages(first_turn: int, blobs: list[bytes | None]) -> list[Message]:
-    """Messages from consecutive turns starting at ``first_turn``; trimmed (nil) turns are skipped."""
-    out = []
+def decode_messages(first_turn: int, blobs: list[bytes | None]) -> tuple[list[Message], list[str]]:
+    """Messages of consecutive turns from ``first_turn``; trimmed (nil) turns are skipped.
+
+    Returns the messages and a description of each one that could not be decoded (left out).
+    """
+    out, problems = [], []
     for offset, blob in enumerate(blobs):
         if blob is None:
             continue
@@ -301,7 +304,8 @@ def decode_messages(first_turn: int, blobs: list[bytes | None]) -> list[Message]
         try:
             stored = _message_decoder.decode(blob)
         except msgspec.DecodeError as exc:
-            raise CorruptRecord(f"message {turn}: {exc}") from exc
+            problems.append(f"message {turn}: {exc}")
+            continue
         out.append(
             Message(
                 turn_no=turn,
@@ -312,7 +316,7 @@ def decode_messages(first_turn: int, blobs: list[bytes | None]) -> list[Message]
                 created_at=stored.created_at,
             )
         )
-    return out
+    return out, problems
 
 
 def history_entries(messages: list[Message]) -> list[dict[str, Any]]:
@@ -320,16 +324,23 @@ def history_entries(messages: list[Message]) -> list[dict[str, Any]]:
     return [{"role": m.role, "content": m.text} for m in messages]
 
 
-def decode_snapshots(blobs: list[bytes | None]) -> list[list[dict[str, Any]]]:
+def decode_snapshots(
+    first_turn: int, blobs: list[bytes | None]
+) -> tuple[list[list[dict[str, Any]]], list[str]]:
+    """Snapshots of consecutive turns (None = that turn has none), and what could not be decoded."""
     out: list[list[dict[str, Any]]] = []
-    for blob in blobs:
+    problems = []
+    for offset, blob in enumerate(blobs):
         if blob is None:
             continue
         try:
-            out.append(msgspec.json.decode(blob, type=list[dict[str, Any]]))
+            out.append(_snapshot_decoder.decode(blob))
         except msgspec.DecodeError as exc:
-            raise CorruptRecord(f"whiteboard snapshot: {exc}") from exc
-    return out
+            problems.append(f"snapshot {first_turn + offset}: {exc}")
+    return out, problems
+
+
+_snapshot_decoder = msgspec.json.Decoder(list[dict[str, Any]])
 
 
 # --------------------------------------------------------------------------- folders

@@ -190,6 +190,16 @@ class StoreCore:
         self._fill_cache(cache_key, record, epoch)
         return record
 
+    def _report_parts(
+        self, user_id: str, session_id: str, bad_messages: list[str], bad_snapshots: list[str]
+    ) -> None:
+        """Log (with its key) and count each message or snapshot a read had to leave out."""
+        _, messages_key, snapshots_key = self.keys.session_keys(user_id, session_id)
+        for problem in bad_messages:
+            self._corrupt(messages_key, problem)
+        for problem in bad_snapshots:
+            self._corrupt(snapshots_key, problem)
+
     def _session(self, record: Record, user_id: str, session_id: str) -> Session | None:
         try:
             return codec.session_from_fields(record, user_id, session_id)
@@ -326,12 +336,10 @@ class StoreCore:
         if session is None:
             return None
         self._fill_cache((uid, sid), record, epoch)
-        try:
-            messages = codec.decode_messages(int(reply[1]), reply[2])
-            snapshots = codec.decode_snapshots(reply[3])
-        except codec.CorruptRecord as exc:
-            self._corrupt(self.keys.session(uid, sid) + ":msgs", exc)
-            return None
+        first = int(reply[1])
+        messages, bad_messages = codec.decode_messages(first, reply[2])
+        snapshots, bad_snapshots = codec.decode_snapshots(first, reply[3])
+        self._report_parts(uid, sid, bad_messages, bad_snapshots)
         context = session.context
         context.history = codec.history_entries(messages)
         context.whiteboard_history = snapshots
@@ -494,11 +502,9 @@ class StoreCore:
         reply = yield from self._read_script(uid, sid, limit, whole=False, snapshots=False)
         if not reply:
             return []
-        try:
-            return codec.decode_messages(int(reply[1]), reply[2])
-        except codec.CorruptRecord as exc:
-            self._corrupt(self.keys.session(uid, sid) + ":msgs", exc)
-            raise BackendError(f"messages of session {sid} cannot be decoded: {exc}") from exc
+        messages, problems = codec.decode_messages(int(reply[1]), reply[2])
+        self._report_parts(uid, sid, problems, [])
+        return messages
 
     # ------------------------------------------------------------------ folders
 
