@@ -52,7 +52,9 @@ _CONTEXT_FIELDS: Final = frozenset(f.name for f in msgspec.structs.fields(TutorC
 _STORED_FIELDS: Final = _CONTEXT_FIELDS - set(BULKY_FIELDS) - set(META_BACKED)
 #: Field name (bytes, as stored after ``c:``) -> the JSON of its default; equal values are not stored.
 _DEFAULT_JSON: Final[dict[str, bytes]] = {
-    f.name: _encoder.encode(f.default if f.default_factory is msgspec.NODEFAULT else f.default_factory())
+    f.name: _encoder.encode(
+        f.default if f.default_factory is msgspec.NODEFAULT else f.default_factory()
+    )
     for f in msgspec.structs.fields(TutorContext)
     if f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT
 }
@@ -109,7 +111,9 @@ def encode_context(
     if not isinstance(context, TutorContext):
         raise InvalidInput(f"context must be a TutorContext, got {type(context).__name__}")
     if context.user_id != user_id:
-        raise InvalidInput(f"context.user_id is {context.user_id!r}, but the call is for {user_id!r}")
+        raise InvalidInput(
+            f"context.user_id is {context.user_id!r}, but the call is for {user_id!r}"
+        )
     if str(context.session_id) != session_id:
         raise InvalidInput(
             f"context.session_id is {context.session_id}, but the call is for session {session_id}"
@@ -134,7 +138,7 @@ def encode_context(
             if _DEFAULT_JSON.get(name) != blob:
                 fields.append(("c:" + name, blob))
     if context.folder_id is not None:
-        fields.append(("folder_id", str(context.folder_id)))
+        fields.append(("folder_id", str(context.folder_id).encode()))
     return fields
 
 
@@ -231,12 +235,16 @@ def _meta(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> dict[
 
 def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
     """A flat ``[field, value, ...]`` reply (HGETALL inside Lua) as a dict."""
-    return dict(zip(flat[::2], flat[1::2]))
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def info_from_row(session_id: bytes, row: list[bytes | None], user_id: str) -> SessionInfo:
     """One listing row: values of LISTING_FIELDS in order. Raises CorruptRecord."""
-    fields = {name.encode(): value for name, value in zip(LISTING_FIELDS, row) if value is not None}
+    fields = {
+        name.encode(): value
+        for name, value in zip(LISTING_FIELDS, row, strict=True)
+        if value is not None
+    }
     sid = session_id.decode()
     meta = _meta(fields, user_id, sid)
     goal_raw = fields.get(b"c:session_goal")
@@ -273,7 +281,8 @@ def encode_message(
     if not isinstance(text, str):
         raise InvalidInput(f"text must be a str, got {type(text).__name__}")
     if whiteboard_actions is not None and not (
-        isinstance(whiteboard_actions, list) and all(isinstance(a, dict) for a in whiteboard_actions)
+        isinstance(whiteboard_actions, list)
+        and all(isinstance(a, dict) for a in whiteboard_actions)
     ):
         raise InvalidInput("whiteboard_actions must be a list of dicts (one batch of actions)")
     stored = StoredMessage(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 from .exceptions import InvalidInput
 from .keys import check_prefix
@@ -21,7 +20,6 @@ class StoreConfig:
     cache_sweep_interval  seconds between purges of expired cache entries (done on access, no thread)
     max_messages          messages kept per session; older ones (and their snapshots) are trimmed
     max_context_bytes     largest encoded lean context accepted; larger raises InvalidInput
-    max_age               idle time after which the sweeper deletes a session
     """
 
     key_prefix: str = "rs"
@@ -30,7 +28,6 @@ class StoreConfig:
     cache_sweep_interval: float = 600.0
     max_messages: int = 1000
     max_context_bytes: int = 1024 * 1024
-    max_age: dt.timedelta = dt.timedelta(days=30)
 
     def __post_init__(self) -> None:
         check_prefix(self.key_prefix)
@@ -44,5 +41,3 @@ class StoreConfig:
             raise InvalidInput(f"max_messages must be >= 1, got {self.max_messages}")
         if self.max_context_bytes < 1024:
             raise InvalidInput(f"max_context_bytes must be >= 1024, got {self.max_context_bytes}")
-        if self.max_age <= dt.timedelta(0):
-            raise InvalidInput(f"max_age must be positive, got {self.max_age}")

@@ -233,7 +233,9 @@ class StoreCore:
             fields = codec.encode_context(
                 context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
             )
-            record = codec.record_fields(user_id=uid, session_id=sid, now=now, context_fields=fields)
+            record = codec.record_fields(
+                user_id=uid, session_id=sid, now=now, context_fields=fields
+            )
             keys = [self.keys.session(uid, sid), self.keys.index(uid)]
             if redis_folder is not None:
                 keys.append(self.keys.folder(uid, redis_folder))
@@ -248,7 +250,11 @@ class StoreCore:
         if status in ("missing", "invalid"):
             logger.warning(
                 "session %s of user %r created without folder data: folder %s is %s",
-                sid, uid, redis_folder, "missing or not this user's" if status == "missing"
+                sid,
+                uid,
+                redis_folder,
+                "missing or not this user's"
+                if status == "missing"
                 else "not loadable (malformed analysis)",
             )
         if status == "none":  # the record is exactly what was sent: cache it
@@ -286,21 +292,28 @@ class StoreCore:
             f"initial_context must be a TutorContext or a mapping, got {type(initial).__name__}"
         )
 
-    def _apply_folder_source(self, context: TutorContext, folder_id: str, user_id: str) -> TutorContext:
+    def _apply_folder_source(
+        self, context: TutorContext, folder_id: str, user_id: str
+    ) -> TutorContext:
         source = self.folder_source
         assert source is not None
         try:
             folder = source(folder_id, user_id)
             if folder is None:
-                logger.warning("folder %s of user %r not found: session created without it",
-                               folder_id, user_id)
+                logger.warning(
+                    "folder %s of user %r not found: session created without it", folder_id, user_id
+                )
                 return context
             if not isinstance(folder, Folder):
                 raise TypeError(f"folder source returned {type(folder).__name__}, not Folder")
             analysis = analysis_from_folder(folder)
         except Exception as exc:  # the contract: a failing folder never fails the create
-            logger.warning("folder %s of user %r failed to load (%r): session created without it",
-                           folder_id, user_id, exc)
+            logger.warning(
+                "folder %s of user %r failed to load (%r): session created without it",
+                folder_id,
+                user_id,
+                exc,
+            )
             return context
         return msgspec.structs.replace(
             context,
@@ -378,8 +391,14 @@ class StoreCore:
         cache_key = (uid, sid)
         cached = self.cache.peek(cache_key)
         epoch = self._begin_write(cache_key)
-        args = [uid, sid, "" if expected_version is None else expected_version,
-                codec.epoch_ms(now), codec.iso(now), *codec.flatten(fields)]
+        args = [
+            uid,
+            sid,
+            "" if expected_version is None else expected_version,
+            codec.epoch_ms(now),
+            codec.iso(now),
+            *codec.flatten(fields),
+        ]
         reply = yield RunScript(
             ScriptName.UPDATE, [self.keys.session(uid, sid), self.keys.index(uid)], args
         )
@@ -390,9 +409,14 @@ class StoreCore:
             assert expected_version is not None
             raise VersionConflict(sid, expected_version, int(reply[1]))
         if cached is not None:
-            record = {k: v for k, v in cached.items()
-                      if not (k.startswith(codec.CONTEXT_PREFIX) or k == b"folder_id")}
-            record.update((k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in fields)
+            record = {
+                k: v
+                for k, v in cached.items()
+                if not (k.startswith(codec.CONTEXT_PREFIX) or k == b"folder_id")
+            }
+            record.update(
+                (k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in fields
+            )
             record.update(_monotonic(reply[2], reply[3]))
             record[b"version"] = str(reply[1]).encode()
             record[b"updated_at"] = codec.iso(now).encode()
@@ -482,15 +506,25 @@ class StoreCore:
         reply = yield RunScript(
             ScriptName.APPEND,
             [record_key, messages_key, snapshots_key, self.keys.index(uid)],
-            [uid, sid, codec.epoch_ms(now), codec.iso(now), self.config.max_messages,
-             message, snapshot],
+            [
+                uid,
+                sid,
+                codec.epoch_ms(now),
+                codec.iso(now),
+                self.config.max_messages,
+                message,
+                snapshot,
+            ],
         )
         turn = int(reply[0])
         if turn == 0:
             raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
         if cached is not None:
-            patch = {b"turns": str(turn).encode(), b"updated_at": codec.iso(now).encode(),
-                     **_monotonic(reply[1], reply[2])}
+            patch = {
+                b"turns": str(turn).encode(),
+                b"updated_at": codec.iso(now).encode(),
+                **_monotonic(reply[1], reply[2]),
+            }
             self._fill_cache(cache_key, {**cached, **patch}, epoch)
         return turn
 
@@ -543,6 +577,11 @@ class StoreCore:
         except codec.CorruptRecord as exc:
             self._corrupt(key, exc)
             return None
+
+    def delete_folder(self, folder_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
+        deleted = yield Command(("DEL", self.keys.folder(uid, fid)))
+        return bool(deleted)
 
     # ------------------------------------------------------------------ pure
 

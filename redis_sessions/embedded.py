@@ -90,10 +90,25 @@ class EmbeddedRedis:
             self._dir = tempfile.TemporaryDirectory(prefix="redis-sessions-")
             self.port = free_port()
             args = [
-                self.binary.path, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-                "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
-                "--logfile", os.path.join(self._dir.name, "redis.log"),
+                self.binary.path,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir.name,
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+                "--logfile",
+                os.path.join(self._dir.name, "redis.log"),
             ]
             self._process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

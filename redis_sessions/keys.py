@@ -46,7 +46,9 @@ def check_user_id(user_id: object) -> str:
     if not isinstance(user_id, str):
         raise InvalidInput(f"user_id must be a str, got {type(user_id).__name__}")
     if not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
-        raise InvalidInput(f"user_id must be 1 to {MAX_USER_ID_CHARS} characters, got {len(user_id)}")
+        raise InvalidInput(
+            f"user_id must be 1 to {MAX_USER_ID_CHARS} characters, got {len(user_id)}"
+        )
     try:
         user_id.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -63,9 +65,7 @@ def check_uuid(value: object, what: str = "session_id") -> str:
         return str(value)
     if isinstance(value, str) and _CANONICAL_UUID.match(value):
         return value
-    raise InvalidInput(
-        f"{what} must be a canonical UUID (lowercase 8-4-4-4-12 hex), got {value!r}"
-    )
+    raise InvalidInput(f"{what} must be a canonical UUID (lowercase 8-4-4-4-12 hex), got {value!r}")
 
 
 def encode_user(user_id: str) -> str:

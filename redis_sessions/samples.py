@@ -65,8 +65,11 @@ def lesson_plan(sections: int = 4) -> LessonPlan:
                 prerequisites=[] if i == 0 else [f"Section {i}"],
                 is_optional=i == sections - 1,
             )
-            for i, topic in enumerate(["Vectors", "Matrices", "Transformations", "Eigenvalues",
-                                       "Determinants", "Bases"][:sections])
+            for i, topic in enumerate(
+                ["Vectors", "Matrices", "Transformations", "Eigenvalues", "Determinants", "Bases"][
+                    :sections
+                ]
+            )
         ],
         total_estimated_duration_minutes=25 * sections,
         additional_resources=["https://example.org/linear-algebra-notes"],
@@ -84,7 +87,9 @@ def realistic_context(
                 beta=1 + i % 3,
                 last_interaction_outcome="correct" if i % 2 else "incorrect",
                 attempts=i % 9,
-                confusion_points=[f"mixes up concept-{i:02d} with its inverse"] if i % 4 == 0 else [],
+                confusion_points=[f"mixes up concept-{i:02d} with its inverse"]
+                if i % 4 == 0
+                else [],
                 last_accessed=(_EPOCH + dt.timedelta(minutes=i)).isoformat(),
             )
             for i in range(concepts)
@@ -132,12 +137,21 @@ def realistic_context(
 
 def whiteboard_batch(turn: int) -> list[dict[str, Any]]:
     return [
-        {"type": "CLEAR_BOARD"} if turn % 10 == 0 else {"type": "HIGHLIGHT_OBJECT", "id": f"m{turn}"},
+        {"type": "CLEAR_BOARD"}
+        if turn % 10 == 0
+        else {"type": "HIGHLIGHT_OBJECT", "id": f"m{turn}"},
         {
             "type": "ADD_OBJECTS",
             "objects": [
-                {"id": f"m{turn}-{k}", "kind": "text", "text": f"step {k}", "xPct": 10 + k * 5,
-                 "yPct": 20, "widthPct": 30, "heightPct": 8}
+                {
+                    "id": f"m{turn}-{k}",
+                    "kind": "text",
+                    "text": f"step {k}",
+                    "xPct": 10 + k * 5,
+                    "yPct": 20,
+                    "widthPct": 30,
+                    "heightPct": 8,
+                }
                 for k in range(3)
             ],
         },
@@ -147,7 +161,17 @@ def whiteboard_batch(turn: int) -> list[dict[str, Any]]:
 def chat_turn(turn: int) -> tuple[str, str, list[dict[str, Any]] | None]:
     """(role, text, whiteboard actions) of turn ``turn``: users talk, the assistant calls tools."""
     if turn % 2:
-        return "user", f"I think the answer to question {turn} is the first option, because...", None
-    call = {"name": "draw_and_explain", "args": {"topic": "Matrices", "step": turn,
-                                                 "explanation": "Row times column, summed. " * 4}}
+        return (
+            "user",
+            f"I think the answer to question {turn} is the first option, because...",
+            None,
+        )
+    call = {
+        "name": "draw_and_explain",
+        "args": {
+            "topic": "Matrices",
+            "step": turn,
+            "explanation": "Row times column, summed. " * 4,
+        },
+    }
     return "assistant", json.dumps(call), whiteboard_batch(turn)

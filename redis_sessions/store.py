@@ -92,7 +92,9 @@ class SessionStore:
             client = redis.Redis.from_url(url, **options)
         except ValueError as exc:
             raise InvalidInput(f"invalid Redis URL {url!r}: {exc}") from exc
-        return cls(client, config=config, clock=clock, folder_source=folder_source, owns_client=True)
+        return cls(
+            client, config=config, clock=clock, folder_source=folder_source, owns_client=True
+        )
 
     @property
     def config(self) -> StoreConfig:
@@ -106,7 +108,8 @@ class SessionStore:
 
     def _send(self, request: Request) -> Any:
         if isinstance(request, Command):
-            return self._client.execute_command(*request.args)
+            # redis-py leaves execute_command unannotated; the reply is parsed per command name
+            return self._client.execute_command(*request.args)  # type: ignore[no-untyped-call]
         return self._scripts[request.name](keys=request.keys, args=request.args)
 
     def _run(self, op: Op[T]) -> T:
@@ -224,7 +227,11 @@ class SessionStore:
         """
         return self._run(
             self._core.append_message(
-                session_id, user_id, role, text, payload=payload,
+                session_id,
+                user_id,
+                role,
+                text,
+                payload=payload,
                 whiteboard_actions=whiteboard_actions,
             )
         )
@@ -245,6 +252,10 @@ class SessionStore:
         """The folder if this user owns it, else None. One round trip (none with a folder source,
         which is asked instead)."""
         return self._run(self._core.get_folder_data(folder_id, user_id))
+
+    def delete_folder(self, folder_id: str | uuid.UUID, user_id: str) -> bool:
+        """Delete a folder of the user (sessions keep what they copied). One round trip."""
+        return self._run(self._core.delete_folder(folder_id, user_id))
 
     # ------------------------------------------------------------------ no I/O
 

@@ -167,7 +167,9 @@ def validate_context(data: object, *, max_bytes: int | None = None) -> Validatio
         lean = msgspec.structs.replace(context, history=[], whiteboard_history=[])
         size = len(msgspec.json.encode(lean))
         if size > max_bytes:
-            return _invalid(f"$: lean context is {size} bytes, more than max_context_bytes={max_bytes}")
+            return _invalid(
+                f"$: lean context is {size} bytes, more than max_context_bytes={max_bytes}"
+            )
     return ValidationResult(valid=True, errors=[], context=context)
 
 

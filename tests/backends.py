@@ -72,8 +72,4 @@ def all_backends() -> tuple[Backend, ...]:
 
 
 def backend_params(*, real_only: bool = False) -> list[object]:
-    return [
-        pytest.param(b, id=b.name)
-        for b in all_backends()
-        if b.real or not real_only
-    ]
+    return [pytest.param(b, id=b.name) for b in all_backends() if b.real or not real_only]

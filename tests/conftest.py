@@ -93,7 +93,9 @@ def store_factory(
     client = make_client(backend, real_servers)
 
     def factory(**options: Any) -> SessionStore:
-        config_options = {k: options.pop(k) for k in list(options) if k in StoreConfig.__dataclass_fields__}
+        config_options = {
+            k: options.pop(k) for k in list(options) if k in StoreConfig.__dataclass_fields__
+        }
         config_options.setdefault("key_prefix", f"t{uuid.uuid4().hex[:10]}")
         store = SessionStore(client, config=StoreConfig(**config_options), **options)
         made.append((client, config_options["key_prefix"]))

@@ -6,7 +6,7 @@ prove the lean JSON the store writes still validates against the original field 
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -19,10 +19,10 @@ class _Strict(BaseModel):
 class UserConceptMastery(_Strict):
     alpha: int = 1
     beta: int = 1
-    last_interaction_outcome: Optional[str] = None
+    last_interaction_outcome: str | None = None
     attempts: int = 0
     confusion_points: list[str] = []
-    last_accessed: Optional[str] = None
+    last_accessed: str | None = None
 
 
 class LearningObjective(_Strict):
@@ -64,9 +64,9 @@ class FocusObjective(_Strict):
     learning_goal: str
     priority: int
     relevant_concepts: list[str] = []
-    suggested_approach: Optional[str] = None
+    suggested_approach: str | None = None
     target_mastery: float
-    initial_difficulty: Optional[str] = None
+    initial_difficulty: str | None = None
 
 
 class AnalysisResult(_Strict):
@@ -80,39 +80,39 @@ class AnalysisResult(_Strict):
 class UserModelState(_Strict):
     concepts: dict[str, UserConceptMastery] = {}
     overall_progress: float = 0.0
-    current_topic: Optional[str] = None
+    current_topic: str | None = None
     current_topic_segment_index: int = 0
     learning_pace_factor: float = 1.0
-    preferred_interaction_style: Optional[Literal["explanatory", "quiz_heavy", "socratic"]] = None
+    preferred_interaction_style: Literal["explanatory", "quiz_heavy", "socratic"] | None = None
     session_summary_notes: list[str] = []
     current_section_objectives: list[LearningObjective] = []
     mastered_objectives_current_section: list[str] = []
-    pending_interaction_type: Optional[Literal["checking_question", "summary_prompt"]] = None
-    pending_interaction_details: Optional[dict] = None
+    pending_interaction_type: Literal["checking_question", "summary_prompt"] | None = None
+    pending_interaction_details: dict | None = None
 
 
 class TutorContext(_Strict):
-    state: Optional[str] = None
+    state: str | None = None
     user_id: str
     session_id: UUID
-    folder_id: Optional[UUID] = None
-    vector_store_id: Optional[str] = None
-    session_goal: Optional[str] = None
+    folder_id: UUID | None = None
+    vector_store_id: str | None = None
+    session_goal: str | None = None
     interaction_mode: Literal["chat_only", "chat_and_whiteboard"] = "chat_and_whiteboard"
     uploaded_file_paths: list[str] = []
-    analysis_result: Optional[AnalysisResult] = None
-    knowledge_base_path: Optional[str] = None
-    lesson_plan: Optional[LessonPlan] = None
-    current_quiz_question: Optional[QuizQuestion] = None
-    current_focus_objective: Optional[FocusObjective] = None
+    analysis_result: AnalysisResult | None = None
+    knowledge_base_path: str | None = None
+    lesson_plan: LessonPlan | None = None
+    current_quiz_question: QuizQuestion | None = None
+    current_focus_objective: FocusObjective | None = None
     user_model_state: UserModelState = UserModelState()
-    last_interaction_summary: Optional[str] = None
-    current_teaching_topic: Optional[str] = None
+    last_interaction_summary: str | None = None
+    current_teaching_topic: str | None = None
     whiteboard_history: list[list[dict]] = []
     history: list[dict] = []
-    last_pedagogical_action: Optional[Literal["explained", "asked", "evaluated", "remediated"]] = None
-    last_event: Optional[dict] = None
-    pending_interaction_type: Optional[str] = None
+    last_pedagogical_action: Literal["explained", "asked", "evaluated", "remediated"] | None = None
+    last_event: dict | None = None
+    pending_interaction_type: str | None = None
     high_cost_calls: int = 0
     max_high_cost_calls: int = 3
     latest_turn_no: int = 0

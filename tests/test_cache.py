@@ -125,7 +125,9 @@ def test_writes_patch_the_cached_record_exactly(store: SessionStore, write: str)
     sid = store.create_session("alice", initial_context={"session_goal": "g"})
     assert store.get_session(sid, "alice") is not None
     if write == "append":
-        store.append_message(sid, "alice", "assistant", "x", whiteboard_actions=[{"type": "CLEAR_BOARD"}])
+        store.append_message(
+            sid, "alice", "assistant", "x", whiteboard_actions=[{"type": "CLEAR_BOARD"}]
+        )
     elif write == "end":
         store.end_session(sid, "alice")
     else:

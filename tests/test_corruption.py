@@ -45,7 +45,9 @@ def test_undecodable_record_reads_as_none_and_is_logged(
     assert store.client.hget(key, next(iter(fields))) == next(iter(fields.values()))
 
 
-def test_wrongtype_key_reads_as_none_and_write_raises(store: SessionStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_wrongtype_key_reads_as_none_and_write_raises(
+    store: SessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
     sid = str(uuid.uuid4())
     key = store._core.keys.session("alice", sid)
     store.client.set(key, b"somebody else's string")
@@ -53,12 +55,16 @@ def test_wrongtype_key_reads_as_none_and_write_raises(store: SessionStore, caplo
     assert store.get_session_context(sid, "alice", history=3) is None
     assert key in caplog.text
     with pytest.raises(BackendError) as info:
-        store.update_session_context(sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid)))
+        store.update_session_context(
+            sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+        )
     assert info.value.__cause__ is not None
     assert store.client.get(key) == b"somebody else's string"
 
 
-def test_corrupt_listing_row_is_left_out_and_logged(store: SessionStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_listing_row_is_left_out_and_logged(
+    store: SessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
     good = store.create_session("alice", initial_context={"session_goal": "fine"})
     bad, key = corrupt(store, "alice", **{"c:session_goal": b"{broken"})
     rows = store.list_user_sessions("alice")
@@ -67,10 +73,14 @@ def test_corrupt_listing_row_is_left_out_and_logged(store: SessionStore, caplog:
     assert store.client.zscore(store._core.keys.index("alice"), bad) is not None  # not pruned
 
 
-def test_corrupt_message_is_left_out_of_reads_and_logged(store: SessionStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_message_is_left_out_of_reads_and_logged(
+    store: SessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
     sid = store.create_session("alice")
     for text in ("one", "two", "three"):
-        store.append_message(sid, "alice", "user", text, whiteboard_actions=[{"type": "CLEAR_BOARD"}])
+        store.append_message(
+            sid, "alice", "user", text, whiteboard_actions=[{"type": "CLEAR_BOARD"}]
+        )
     _, messages_key, snapshots_key = store._core.keys.session_keys("alice", sid)
     store.client.hset(messages_key, "2", b"{garbage")
     store.client.hset(snapshots_key, "3", b"[1, 2")

@@ -37,8 +37,10 @@ def test_distinct_users_never_share_or_reach_into_keys(a: str, b: str) -> None:
 def test_all_keys_of_a_user_share_one_hash_slot(user_id: str) -> None:
     keys = KeySpace("rs")
     sid = str(uuid.uuid4())
-    slots = {key_slot(k.encode()) for k in
-             [keys.index(user_id), keys.folder(user_id, sid), *keys.session_keys(user_id, sid)]}
+    slots = {
+        key_slot(k.encode())
+        for k in [keys.index(user_id), keys.folder(user_id, sid), *keys.session_keys(user_id, sid)]
+    }
     assert len(slots) == 1
 
 
@@ -58,8 +60,16 @@ def test_bad_user_ids(bad: object) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "not-a-uuid", "8C7E3A4E-1B2F-4C5D-9E6F-0A1B2C3D4E5F", "{8c7e3a4e-1b2f-4c5d-9e6f-0a1b2c3d4e5f}",
-     "8c7e3a4e1b2f4c5d9e6f0a1b2c3d4e5f", "8c7e3a4e-1b2f-4c5d-9e6f-0a1b2c3d4e5f\n", 7, None],
+    [
+        "",
+        "not-a-uuid",
+        "8C7E3A4E-1B2F-4C5D-9E6F-0A1B2C3D4E5F",
+        "{8c7e3a4e-1b2f-4c5d-9e6f-0a1b2c3d4e5f}",
+        "8c7e3a4e1b2f4c5d9e6f0a1b2c3d4e5f",
+        "8c7e3a4e-1b2f-4c5d-9e6f-0a1b2c3d4e5f\n",
+        7,
+        None,
+    ],
 )
 def test_only_canonical_uuids_name_sessions(bad: object) -> None:
     with pytest.raises(InvalidInput, match="canonical UUID"):
@@ -78,8 +88,14 @@ def test_bad_prefixes(prefix: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "option", [{"cache_ttl": 0}, {"cache_size": -1}, {"max_messages": 0}, {"max_context_bytes": 10},
-               {"cache_sweep_interval": 0}]
+    "option",
+    [
+        {"cache_ttl": 0},
+        {"cache_size": -1},
+        {"max_messages": 0},
+        {"max_context_bytes": 10},
+        {"cache_sweep_interval": 0},
+    ],
 )
 def test_bad_config(option: dict[str, float]) -> None:
     with pytest.raises(InvalidInput):

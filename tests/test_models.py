@@ -55,7 +55,9 @@ def test_defaults_stay_out_of_the_encoded_bytes() -> None:
     sid = uuid.uuid4()
     ctx = TutorContext(user_id="u", session_id=sid)
     assert msgspec.json.decode(msgspec.json.encode(ctx)) == {
-        "user_id": "u", "session_id": str(sid), "user_model_state": {}
+        "user_id": "u",
+        "session_id": str(sid),
+        "user_model_state": {},
     }
 
 

@@ -46,8 +46,16 @@ def test_reference_and_our_models_agree_field_for_field() -> None:
     ]
     import redis_sessions.models as ours
 
-    for name in ["UserModelState", "UserConceptMastery", "AnalysisResult", "LessonPlan",
-                 "LessonSection", "LearningObjective", "QuizQuestion", "FocusObjective"]:
+    for name in [
+        "UserModelState",
+        "UserConceptMastery",
+        "AnalysisResult",
+        "LessonPlan",
+        "LessonSection",
+        "LearningObjective",
+        "QuizQuestion",
+        "FocusObjective",
+    ]:
         pairs.append((getattr(ours, name), getattr(ref, name)))
     for our_cls, ref_cls in pairs:
         our_fields = {f.name: f for f in msgspec.structs.fields(our_cls)}
@@ -56,7 +64,11 @@ def test_reference_and_our_models_agree_field_for_field() -> None:
             mine = our_fields[name]
             assert mine.required == field.is_required(), (our_cls, name)
             if not field.is_required():
-                default = mine.default if mine.default_factory is msgspec.NODEFAULT else mine.default_factory()
+                default = (
+                    mine.default
+                    if mine.default_factory is msgspec.NODEFAULT
+                    else mine.default_factory()
+                )
                 adapter = TypeAdapter(field.annotation)
                 ours_as_ref = adapter.validate_json(msgspec.json.encode(default))
                 reference = field.get_default(call_default_factory=True)
@@ -68,8 +80,11 @@ def test_reference_and_our_models_agree_field_for_field() -> None:
 def test_reference_data_reads_back_unchanged() -> None:
     """A record written by the original pydantic backend decodes into our models losslessly."""
     original = ref.TutorContext(
-        user_id="u", session_id=uuid.uuid4(),
-        user_model_state=ref.UserModelState(concepts={"a": ref.UserConceptMastery(alpha=3, beta=2)}),
+        user_id="u",
+        session_id=uuid.uuid4(),
+        user_model_state=ref.UserModelState(
+            concepts={"a": ref.UserConceptMastery(alpha=3, beta=2)}
+        ),
     )
     blob = original.model_dump_json().encode()
     ours = msgspec.json.decode(blob, type=TutorContext)

@@ -31,16 +31,29 @@ class Recorder:
 
 USER = "a{b}:c ü"
 OPS: list[tuple[str, int, Callable[[SessionStore, str, str], Any]]] = [
-    ("create", 1, lambda s, sid, fid: s.create_session(USER, initial_context=realistic_context(USER))),
+    (
+        "create",
+        1,
+        lambda s, sid, fid: s.create_session(USER, initial_context=realistic_context(USER)),
+    ),
     ("create_with_folder", 1, lambda s, sid, fid: s.create_session(USER, folder_id=fid)),
     ("get_miss", 1, lambda s, sid, fid: (s._core.cache.clear(), s.get_session(sid, USER))),
     ("get_hit", 0, lambda s, sid, fid: s.get_session(sid, USER)),
     ("context_hit", 0, lambda s, sid, fid: s.get_session_context(sid, USER)),
     ("context_history", 1, lambda s, sid, fid: s.get_session_context(sid, USER, history=50)),
-    ("update", 1, lambda s, sid, fid: s.update_session_context(sid, USER, realistic_context(USER, sid))),
+    (
+        "update",
+        1,
+        lambda s, sid, fid: s.update_session_context(sid, USER, realistic_context(USER, sid)),
+    ),
     ("exists_miss", 1, lambda s, sid, fid: (s._core.cache.clear(), s.session_exists(sid, USER))),
-    ("append", 1, lambda s, sid, fid: s.append_message(sid, USER, "assistant", "x",
-                                                     whiteboard_actions=[{"type": "CLEAR_BOARD"}])),
+    (
+        "append",
+        1,
+        lambda s, sid, fid: s.append_message(
+            sid, USER, "assistant", "x", whiteboard_actions=[{"type": "CLEAR_BOARD"}]
+        ),
+    ),
     ("messages", 1, lambda s, sid, fid: s.get_messages(sid, USER)),
     ("list", 1, lambda s, sid, fid: s.list_user_sessions(USER)),
     ("end", 1, lambda s, sid, fid: s.end_session(sid, USER)),
@@ -63,7 +76,11 @@ def test_round_trips(store: SessionStore, name: str, trips: int, op: Callable[..
     requests = recorder.take()
     assert len(requests) == trips, requests
     for request in requests:
-        keys = request.keys if isinstance(request, RunScript) else [a for a in request.args[1:2] if isinstance(a, str)]
+        keys = (
+            request.keys
+            if isinstance(request, RunScript)
+            else [a for a in request.args[1:2] if isinstance(a, str)]
+        )
         assert len({key_slot(k.encode()) for k in keys}) <= 1, request
         if isinstance(request, RunScript):
             assert all(k.startswith(store._core.keys.user_tag(USER)) for k in request.keys)

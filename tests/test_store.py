@@ -133,16 +133,25 @@ def test_update_stores_lean_context_and_bumps_version(store: SessionStore, clock
 
 def test_update_back_to_defaults_removes_fields(store: SessionStore) -> None:
     sid = store.create_session("alice", initial_context={"session_goal": "g", "state": "s"})
-    assert store.update_session_context(sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid)))
+    assert store.update_session_context(
+        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+    )
     fields = store.client.hgetall(store._core.keys.session("alice", sid))
     assert not [k for k in fields if k.startswith(b"c:")]
     store._core.cache.clear()
-    assert store.get_session_context(sid, "alice") == TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+    assert store.get_session_context(sid, "alice") == TutorContext(
+        user_id="alice", session_id=uuid.UUID(sid)
+    )
 
 
 def test_update_of_missing_or_deleted_session_never_recreates(store: SessionStore) -> None:
     sid = str(uuid.uuid4())
-    assert store.update_session_context(sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))) is False
+    assert (
+        store.update_session_context(
+            sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+        )
+        is False
+    )
     sid = store.create_session("alice")
     ctx = store.get_session_context(sid, "alice")
     assert ctx is not None
@@ -243,7 +252,9 @@ def test_delete_cascades_and_leaves_nothing(store: SessionStore) -> None:
 # ---------------------------------------------------------------- listing
 
 
-def test_listing_is_newest_activity_first_with_pagination(store: SessionStore, clock: Clock) -> None:
+def test_listing_is_newest_activity_first_with_pagination(
+    store: SessionStore, clock: Clock
+) -> None:
     ids = []
     for i in range(7):
         clock.advance(seconds=1)
@@ -255,8 +266,12 @@ def test_listing_is_newest_activity_first_with_pagination(store: SessionStore, c
     assert [r.session_id for r in rows] == expected
     assert rows[0].session_goal == "goal 2" and rows[0].updated_at == clock.now
     assert [r.session_id for r in store.list_user_sessions("alice", limit=3)] == expected[:3]
-    assert [r.session_id for r in store.list_user_sessions("alice", limit=3, offset=3)] == expected[3:6]
-    assert [r.session_id for r in store.list_user_sessions("alice", limit=3, offset=6)] == expected[6:]
+    assert [r.session_id for r in store.list_user_sessions("alice", limit=3, offset=3)] == expected[
+        3:6
+    ]
+    assert [r.session_id for r in store.list_user_sessions("alice", limit=3, offset=6)] == expected[
+        6:
+    ]
     assert store.list_user_sessions("alice", offset=7) == []
 
 
@@ -294,8 +309,11 @@ def test_append_allocates_turns_and_snapshots(store: SessionStore) -> None:
     turns = []
     for turn in range(1, 7):
         role, text, actions = chat_turn(turn)
-        turns.append(store.append_message(sid, "alice", role, text,
-                                          payload={"turn": turn}, whiteboard_actions=actions))
+        turns.append(
+            store.append_message(
+                sid, "alice", role, text, payload={"turn": turn}, whiteboard_actions=actions
+            )
+        )
     assert turns == [1, 2, 3, 4, 5, 6]
     messages = store.get_messages(sid, "alice", limit=4)
     assert [m.turn_no for m in messages] == [3, 4, 5, 6]
@@ -348,7 +366,9 @@ def test_append_to_missing_session_raises(store: SessionStore) -> None:
         ("user", "x", {"payload": object()}),
     ],
 )
-def test_bad_messages_are_refused(store: SessionStore, role: str, text: object, kwargs: dict) -> None:
+def test_bad_messages_are_refused(
+    store: SessionStore, role: str, text: object, kwargs: dict
+) -> None:
     sid = store.create_session("alice")
     with pytest.raises(InvalidInput):
         store.append_message(sid, "alice", role, text, **kwargs)  # type: ignore[arg-type]
@@ -359,7 +379,9 @@ def test_update_never_lowers_the_turn_counters(store: SessionStore) -> None:
     sid = store.create_session("alice")
     stale = store.get_session_context(sid, "alice")
     assert stale is not None
-    store.append_message(sid, "alice", "assistant", "drawn", whiteboard_actions=[{"type": "CLEAR_BOARD"}])
+    store.append_message(
+        sid, "alice", "assistant", "drawn", whiteboard_actions=[{"type": "CLEAR_BOARD"}]
+    )
     assert store.update_session_context(sid, "alice", stale)
     ctx = store.get_session_context(sid, "alice")
     assert ctx is not None and (ctx.latest_turn_no, ctx.latest_snapshot_index) == (1, 1)
@@ -372,8 +394,13 @@ def test_update_never_lowers_the_turn_counters(store: SessionStore) -> None:
 def test_session_from_folder_copies_vector_store_and_analysis(store: SessionStore) -> None:
     folder_id = str(uuid.uuid4())
     stored = store.put_folder(
-        "alice", Folder(id=folder_id, name="Linear algebra", vector_store_id="vs_123",
-                        knowledge_base=KNOWLEDGE_BASE),
+        "alice",
+        Folder(
+            id=folder_id,
+            name="Linear algebra",
+            vector_store_id="vs_123",
+            knowledge_base=KNOWLEDGE_BASE,
+        ),
     )
     assert stored.created_at is not None
     assert store.get_folder_data(folder_id, "alice") == stored
@@ -383,7 +410,12 @@ def test_session_from_folder_copies_vector_store_and_analysis(store: SessionStor
     ctx = session.context
     assert str(ctx.folder_id) == folder_id and ctx.vector_store_id == "vs_123"
     assert ctx.analysis_result is not None
-    assert ctx.analysis_result.key_concepts == ["Vectors", "Matrices", "Linear transformations", "Eigenvalues"]
+    assert ctx.analysis_result.key_concepts == [
+        "Vectors",
+        "Matrices",
+        "Linear transformations",
+        "Eigenvalues",
+    ]
     assert ctx.analysis_result.key_terms["Span"] == "all linear combinations of a set of vectors"
     assert ctx.analysis_result.file_names == ["chapter1.pdf", "chapter2.pdf"]
     assert ctx.analysis_result.analysis_text == KNOWLEDGE_BASE
@@ -393,8 +425,10 @@ def test_foreign_or_missing_folder_leaves_session_without_folder(
     store: SessionStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder_id = str(uuid.uuid4())
-    store.put_folder("bob", Folder(id=folder_id, name="Bob's", vector_store_id="vs_bob",
-                                   knowledge_base=KNOWLEDGE_BASE))
+    store.put_folder(
+        "bob",
+        Folder(id=folder_id, name="Bob's", vector_store_id="vs_bob", knowledge_base=KNOWLEDGE_BASE),
+    )
     assert store.get_folder_data(folder_id, "alice") is None
     for fid in (folder_id, str(uuid.uuid4())):
         sid = store.create_session("alice", folder_id=fid)
@@ -404,7 +438,9 @@ def test_foreign_or_missing_folder_leaves_session_without_folder(
     assert "created without folder data" in caplog.text
 
 
-def test_corrupt_folder_does_not_fail_the_create(store: SessionStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_folder_does_not_fail_the_create(
+    store: SessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
     folder_id = str(uuid.uuid4())
     store.put_folder("alice", Folder(id=folder_id, name="f", knowledge_base=KNOWLEDGE_BASE))
     store.client.hset(store._core.keys.folder("alice", folder_id), "analysis", b"{not json")
@@ -418,19 +454,25 @@ def test_put_folder_keeps_creation_time(store: SessionStore, clock: Clock) -> No
     folder_id = str(uuid.uuid4())
     first = store.put_folder("alice", Folder(id=folder_id, name="v1"))
     clock.advance(hours=1)
-    second = store.put_folder("alice", Folder(id=folder_id, name="v2", knowledge_base="KEY CONCEPTS:\nA\n"))
+    second = store.put_folder(
+        "alice", Folder(id=folder_id, name="v2", knowledge_base="KEY CONCEPTS:\nA\n")
+    )
     assert second.created_at == first.created_at and second.updated_at == clock.now
     assert store.get_folder_data(folder_id, "alice") == second
 
 
-def test_folder_source_replaces_redis_folders(store_factory: StoreFactory, caplog: pytest.LogCaptureFixture) -> None:
+def test_folder_source_replaces_redis_folders(
+    store_factory: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     good = str(uuid.uuid4())
     calls: list[tuple[str, str]] = []
 
     def source(folder_id: str, user_id: str) -> Folder | None:
         calls.append((folder_id, user_id))
         if folder_id == good:
-            return Folder(id=good, name="ext", vector_store_id="vs_ext", knowledge_base=KNOWLEDGE_BASE)
+            return Folder(
+                id=good, name="ext", vector_store_id="vs_ext", knowledge_base=KNOWLEDGE_BASE
+            )
         if user_id == "boom":
             raise RuntimeError("folder service down")
         return None

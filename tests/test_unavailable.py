@@ -26,7 +26,12 @@ CALLS: list[tuple[str, Callable[[SessionStore], Any]]] = [
     ("get", lambda s: s.get_session(SID, "alice")),
     ("get_context", lambda s: s.get_session_context(SID, "alice")),
     ("get_history", lambda s: s.get_session_context(SID, "alice", history=5)),
-    ("update", lambda s: s.update_session_context(SID, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(SID)))),
+    (
+        "update",
+        lambda s: s.update_session_context(
+            SID, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(SID))
+        ),
+    ),
     ("exists", lambda s: s.session_exists(SID, "alice")),
     ("end", lambda s: s.end_session(SID, "alice")),
     ("delete", lambda s: s.delete_session(SID, "alice")),
@@ -40,9 +45,13 @@ CALLS: list[tuple[str, Callable[[SessionStore], Any]]] = [
 
 @pytest.mark.parametrize("call", [c for _, c in CALLS], ids=[n for n, _ in CALLS])
 def test_closed_port_raises_store_unavailable(call: Callable[[SessionStore], Any]) -> None:
-    with SessionStore.from_url(f"redis://127.0.0.1:{free_port()}/0", retry=Retry(NoBackoff(), 0)) as store:
-        with pytest.raises(StoreUnavailable) as info:
-            call(store)
+    with (
+        SessionStore.from_url(
+            f"redis://127.0.0.1:{free_port()}/0", retry=Retry(NoBackoff(), 0)
+        ) as store,
+        pytest.raises(StoreUnavailable) as info,
+    ):
+        call(store)
     assert isinstance(info.value.__cause__, redis.ConnectionError)
 
 
@@ -83,9 +92,9 @@ def silent_server() -> Iterator[int]:
 
 def test_timeout_raises_store_unavailable(silent_server: int) -> None:
     url = f"redis://127.0.0.1:{silent_server}/0"
-    with SessionStore.from_url(url, socket_timeout=0.2, retry=Retry(NoBackoff(), 0)) as store:
-        with pytest.raises(StoreUnavailable) as info:
-            store.get_session(SID, "alice")
+    store = SessionStore.from_url(url, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    with store, pytest.raises(StoreUnavailable) as info:
+        store.get_session(SID, "alice")
     assert isinstance(info.value.__cause__, redis.TimeoutError)
 
 

@@ -1,0 +1,36 @@
+# Everything runs in a local virtualenv (.venv) that the first target builds from pyproject.toml.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: the scripted tutoring-session lifecycle (embedded Redis unless REDIS_URL is set)
+demo: $(STAMP)
+	$(BIN)/redis-sessions demo
+
+## test: the whole test suite (starts its own throwaway redis-servers)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## lint: ruff and mypy (strict on redis_sessions/)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+check: lint test
+
+## bench: the key-layout and encoding measurements (own throwaway redis-server)
+bench: $(STAMP)
+	$(BIN)/python -m bench.layout
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

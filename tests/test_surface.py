@@ -1,0 +1,102 @@
+"""The public surface: exact exports, typing marker, Lua scripts registered, contracted, shipped."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+import redis_sessions
+from redis_sessions.scripts import ScriptName, script_source
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PUBLIC = {
+    "AnalysisResult",
+    "BackendError",
+    "FocusObjective",
+    "Folder",
+    "InvalidInput",
+    "LearningObjective",
+    "LessonPlan",
+    "LessonSection",
+    "Message",
+    "QuizQuestion",
+    "Session",
+    "SessionInfo",
+    "SessionNotFound",
+    "SessionStore",
+    "SessionStoreError",
+    "StoreConfig",
+    "StoreStats",
+    "StoreUnavailable",
+    "TutorContext",
+    "UserConceptMastery",
+    "UserModelState",
+    "ValidationResult",
+    "VersionConflict",
+}
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    assert set(redis_sessions.__all__) == PUBLIC
+    assert len(redis_sessions.__all__) == len(PUBLIC)
+    for name in PUBLIC:
+        assert getattr(redis_sessions, name) is not None
+
+
+def test_every_exception_derives_from_the_base() -> None:
+    from redis_sessions import exceptions
+
+    for name in exceptions.__all__:
+        assert issubclass(getattr(exceptions, name), redis_sessions.SessionStoreError)
+        assert name in (exceptions.__doc__ or "")
+
+
+def test_package_is_typed() -> None:
+    assert (resources.files("redis_sessions") / "py.typed").is_file()
+
+
+def test_every_script_file_is_registered_and_the_reverse() -> None:
+    files = {p.stem for p in (ROOT / "lua").glob("*.lua")}
+    assert files == {name.value for name in ScriptName}
+
+
+@pytest.mark.parametrize("name", list(ScriptName), ids=[n.value for n in ScriptName])
+def test_script_starts_with_its_contract_and_names_its_inputs(name: ScriptName) -> None:
+    lines = script_source(name).splitlines()
+    header = []
+    for line in lines:
+        if not line.startswith("--"):
+            break
+        header.append(line)
+    text = "\n".join(header)
+    assert re.search(r"^-- KEYS\[1\] = ", text, re.M), "contract must describe KEYS[1]"
+    uses_argv = "ARGV" in "\n".join(lines[len(header) :])
+    assert not uses_argv or re.search(r"^-- ARGV\[1(\.\.)?\]", text, re.M)
+    assert re.search(r"^-- Returns", text, re.M)
+    for line in lines[len(header) :]:
+        code = line.split("--")[0]
+        if re.search(r"\b(KEYS|ARGV)\[", code):
+            # KEYS/ARGV are read once into named locals (or copied in a loop over #ARGV)
+            assert code.lstrip().startswith("local ") or re.search(r"ARGV\[i( \+ 1)?\]", code), line
+
+
+def test_built_wheel_ships_the_lua_scripts(tmp_path: Path) -> None:
+    """Build sdist, then the wheel from it (as pip does), and look inside."""
+    subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ScriptName:
+        assert f"redis_sessions/lua/{name.value}.lua" in names
+    assert "redis_sessions/py.typed" in names
+    assert "workers/__init__.py" in names
