@@ -66,7 +66,9 @@ def run(client: redis.Redis, version: str) -> str:
     full_bytes = len(msgspec.json.encode(full))
 
     fields = codec.encode_context(ctx, user_id=user, session_id=sid, max_bytes=1 << 20)
-    meta = codec.record_fields(user_id=user, session_id=sid, now=codec.utc_now(), context_fields=fields)
+    meta = codec.record_fields(
+        user_id=user, session_id=sid, now=codec.utc_now(), context_fields=fields
+    )
     single_json = msgspec.json.encode(lean_struct)
     meta_only = [(k, v) for k, v in meta if not k.startswith("c:")]
 
@@ -106,15 +108,39 @@ def run(client: redis.Redis, version: str) -> str:
         ("lean record (bytes of lean JSON)", f"{lean_bytes:,}", ""),
         ("full context with 50 turns + 25 snapshots (bytes)", f"{full_bytes:,}", ""),
         ("lean / full", f"{lean_bytes / full_bytes:.1%}", "target <= 30%"),
-        ("context fields stored (non-default)", f"{sum(1 for k, _ in fields if k.startswith('c:'))}", "of 23 lean fields"),
-        ("MEMORY USAGE per-field record (bytes)", f"{mem_per_field:,}", f"{mem_per_field / mem_single:.2f}x single-field"),
+        (
+            "context fields stored (non-default)",
+            f"{sum(1 for k, _ in fields if k.startswith('c:'))}",
+            "of 23 lean fields",
+        ),
+        (
+            "MEMORY USAGE per-field record (bytes)",
+            f"{mem_per_field:,}",
+            f"{mem_per_field / mem_single:.2f}x single-field",
+        ),
         ("MEMORY USAGE single-field record (bytes)", f"{mem_single:,}", "baseline"),
-        ("encode for write, per-field (us)", f"{enc_pf:.1f}", f"{enc_pf / enc_single:.2f}x single-field"),
+        (
+            "encode for write, per-field (us)",
+            f"{enc_pf:.1f}",
+            f"{enc_pf / enc_single:.2f}x single-field",
+        ),
         ("encode for write, single-field (us)", f"{enc_single:.1f}", "baseline"),
-        ("decode on read, per-field (us)", f"{dec_pf:.1f}", f"{dec_pf / dec_single:.2f}x single-field"),
+        (
+            "decode on read, per-field (us)",
+            f"{dec_pf:.1f}",
+            f"{dec_pf / dec_single:.2f}x single-field",
+        ),
         ("decode on read, single-field (us)", f"{dec_single:.1f}", "baseline"),
-        ("read session_goal alone, per-field (us, incl. round trip)", f"{goal_pf:.1f}", f"{goal_pf / goal_single:.2f}x single-field"),
-        ("read session_goal alone, single-field (us, incl. round trip)", f"{goal_single:.1f}", "baseline"),
+        (
+            "read session_goal alone, per-field (us, incl. round trip)",
+            f"{goal_pf:.1f}",
+            f"{goal_pf / goal_single:.2f}x single-field",
+        ),
+        (
+            "read session_goal alone, single-field (us, incl. round trip)",
+            f"{goal_single:.1f}",
+            "baseline",
+        ),
     ]
     lines = [
         "# Record layout measurements",
