@@ -10,13 +10,14 @@ The sync and async stores only run these generators (``drive``); no logic lives 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -111,6 +112,15 @@ def _check_int(value: object, name: str, *, minimum: int) -> int:
 Record = dict[bytes, bytes]
 
 
+@dataclasses.dataclass(slots=True)
+class _Write:
+    """One write in flight (see ``StoreCore._writing``)."""
+
+    epoch: int
+    before: Record | None
+    after: Record | None = None
+
+
 class StoreCore:
     """Everything a store does except talking to Redis. One instance per store."""
 
@@ -145,13 +155,30 @@ class StoreCore:
     def now(self) -> dt.datetime:
         return codec.check_aware(self._clock())
 
-    def _begin_write(self, cache_key: tuple[str, str] | None) -> int:
-        """Evict the entry a write is about to change; return the epoch the write may cache at."""
+    @contextlib.contextmanager
+    def _writing(self, cache_key: tuple[str, str]) -> Iterator[_Write]:
+        """Bracket one write to Redis so the cache never holds what Redis no longer does.
+
+        On entry (atomically): the write's entry is evicted and its cached record kept as
+        ``write.before``; the epoch moves on. The operation sets ``write.after`` to the exact record
+        Redis holds once its script succeeded (when it can know it). On exit, however the operation
+        ends (reply, error, cancellation): ``write.after`` is cached only if no other write began or
+        ended in between, else the entry is evicted; and the epoch moves on again, so that a read
+        which may have seen Redis before this write cannot fill the cache afterwards.
+        """
         with self._lock:
             self._write_epoch += 1
-            if cache_key is not None:
-                self.cache.evict(cache_key)
-            return self._write_epoch
+            write = _Write(self._write_epoch, self.cache.peek(cache_key))
+            self.cache.evict(cache_key)
+        try:
+            yield write
+        finally:
+            with self._lock:
+                if write.after is not None and write.epoch == self._write_epoch:
+                    self.cache.put(cache_key, write.after)
+                else:
+                    self.cache.evict(cache_key)
+                self._write_epoch += 1
 
     def _corrupt(self, key: str, problem: object) -> None:
         with self._lock:
@@ -162,13 +189,6 @@ class StoreCore:
         with self._lock:
             if epoch == self._write_epoch:
                 self.cache.put(cache_key, record)
-
-    def _patch_cache(self, cache_key: tuple[str, str], changes: Mapping[bytes, bytes]) -> None:
-        """After a write Redis accepted: apply its exact changes to a cached record, if any."""
-        with self._lock:
-            cached = self.cache.peek(cache_key)
-            if cached is not None:
-                self.cache.put(cache_key, {**cached, **changes})
 
     def _record(self, user_id: str, session_id: str) -> Op[Record | None]:
         """The raw record, from the cache or one HGETALL."""
@@ -240,8 +260,13 @@ class StoreCore:
             if redis_folder is not None:
                 keys.append(self.keys.folder(uid, redis_folder))
             args = [codec.epoch_ms(now), sid, uid, redis_folder or "", *codec.flatten(record)]
-            epoch = self._begin_write(None)
-            reply = yield RunScript(ScriptName.CREATE, keys, args)
+            with self._writing((uid, sid)) as write:
+                reply = yield RunScript(ScriptName.CREATE, keys, args)
+                if reply[0] == 1 and reply[1] == b"none":
+                    # no folder was copied in: the record is exactly what was sent
+                    write.after = {
+                        k.encode(): (v.encode() if isinstance(v, str) else v) for k, v in record
+                    }
             if reply[0] == 1:
                 break
         else:  # pragma: no cover - three UUID4 collisions in a row
@@ -257,11 +282,6 @@ class StoreCore:
                 if status == "missing"
                 else "not loadable (malformed analysis)",
             )
-        if status == "none":  # the record is exactly what was sent: cache it
-            stored: Record = {
-                (k.encode()): (v.encode() if isinstance(v, str) else v) for k, v in record
-            }
-            self._fill_cache((uid, sid), stored, epoch)
         return sid
 
     def _initial_context(
@@ -388,9 +408,6 @@ class StoreCore:
             context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
         )
         now = self.now()
-        cache_key = (uid, sid)
-        cached = self.cache.peek(cache_key)
-        epoch = self._begin_write(cache_key)
         args = [
             uid,
             sid,
@@ -399,29 +416,28 @@ class StoreCore:
             codec.iso(now),
             *codec.flatten(fields),
         ]
-        reply = yield RunScript(
-            ScriptName.UPDATE, [self.keys.session(uid, sid), self.keys.index(uid)], args
-        )
-        status = int(reply[0])
-        if status == 0:
-            return False
-        if status == -1:
-            assert expected_version is not None
-            raise VersionConflict(sid, expected_version, int(reply[1]))
-        if cached is not None:
-            record = {
-                k: v
-                for k, v in cached.items()
-                if not (k.startswith(codec.CONTEXT_PREFIX) or k == b"folder_id")
-            }
-            record.update(
-                (k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in fields
+        with self._writing((uid, sid)) as write:
+            reply = yield RunScript(
+                ScriptName.UPDATE, [self.keys.session(uid, sid), self.keys.index(uid)], args
             )
-            record.update(_monotonic(reply[2], reply[3]))
-            record[b"version"] = str(reply[1]).encode()
-            record[b"updated_at"] = codec.iso(now).encode()
-            self._fill_cache(cache_key, record, epoch)
-        return True
+            status = int(reply[0])
+            if status == 0:
+                return False
+            if status == -1:
+                assert expected_version is not None
+                raise VersionConflict(sid, expected_version, int(reply[1]))
+            if write.before is not None:
+                record = {
+                    k: v
+                    for k, v in write.before.items()
+                    if not (k.startswith(codec.CONTEXT_PREFIX) or k == b"folder_id")
+                }
+                record.update((k.encode(), v) for k, v in fields)
+                record.update(_monotonic(reply[2], reply[3]))
+                record[b"version"] = str(reply[1]).encode()
+                record[b"updated_at"] = codec.iso(now).encode()
+                write.after = record
+            return True
 
     def session_exists(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
@@ -433,28 +449,25 @@ class StoreCore:
     def end_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         now = self.now()
-        cache_key = (uid, sid)
-        cached = self.cache.peek(cache_key)
-        epoch = self._begin_write(cache_key)
-        ended = yield RunScript(
-            ScriptName.END,
-            [self.keys.session(uid, sid), self.keys.index(uid)],
-            [uid, sid, codec.epoch_ms(now), codec.iso(now)],
-        )
-        if ended is None:
-            return False
-        if cached is not None:
-            patch = {b"ended_at": ended, b"updated_at": codec.iso(now).encode()}
-            self._fill_cache(cache_key, {**cached, **patch}, epoch)
-        return True
+        with self._writing((uid, sid)) as write:
+            ended = yield RunScript(
+                ScriptName.END,
+                [self.keys.session(uid, sid), self.keys.index(uid)],
+                [uid, sid, codec.epoch_ms(now), codec.iso(now)],
+            )
+            if ended is None:
+                return False
+            if write.before is not None:
+                patch = {b"ended_at": ended, b"updated_at": codec.iso(now).encode()}
+                write.after = {**write.before, **patch}
+            return True
 
     def delete_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
-        self._begin_write((uid, sid))
-        existed = yield RunScript(
-            ScriptName.DELETE, [*self.keys.session_keys(uid, sid), self.keys.index(uid)], [sid]
-        )
-        self.cache.evict((uid, sid))
+        with self._writing((uid, sid)):
+            existed = yield RunScript(
+                ScriptName.DELETE, [*self.keys.session_keys(uid, sid), self.keys.index(uid)], [sid]
+            )
         return bool(existed)
 
     def list_user_sessions(
@@ -499,34 +512,33 @@ class StoreCore:
             raise InvalidInput(
                 f"message is {size} bytes, more than max_context_bytes={self.config.max_context_bytes}"
             )
-        cache_key = (uid, sid)
-        cached = self.cache.peek(cache_key)
-        epoch = self._begin_write(cache_key)
         record_key, messages_key, snapshots_key = self.keys.session_keys(uid, sid)
-        reply = yield RunScript(
-            ScriptName.APPEND,
-            [record_key, messages_key, snapshots_key, self.keys.index(uid)],
-            [
-                uid,
-                sid,
-                codec.epoch_ms(now),
-                codec.iso(now),
-                self.config.max_messages,
-                message,
-                snapshot,
-            ],
-        )
-        turn = int(reply[0])
-        if turn == 0:
-            raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
-        if cached is not None:
-            patch = {
-                b"turns": str(turn).encode(),
-                b"updated_at": codec.iso(now).encode(),
-                **_monotonic(reply[1], reply[2]),
-            }
-            self._fill_cache(cache_key, {**cached, **patch}, epoch)
-        return turn
+        args: list[Arg] = [
+            uid,
+            sid,
+            codec.epoch_ms(now),
+            codec.iso(now),
+            self.config.max_messages,
+            message,
+            snapshot,
+        ]
+        with self._writing((uid, sid)) as write:
+            reply = yield RunScript(
+                ScriptName.APPEND,
+                [record_key, messages_key, snapshots_key, self.keys.index(uid)],
+                args,
+            )
+            turn = int(reply[0])
+            if turn == 0:
+                raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
+            if write.before is not None:
+                patch = {
+                    b"turns": str(turn).encode(),
+                    b"updated_at": codec.iso(now).encode(),
+                    **_monotonic(reply[1], reply[2]),
+                }
+                write.after = {**write.before, **patch}
+            return turn
 
     def get_messages(
         self, session_id: str | uuid.UUID, user_id: str, limit: int = 50

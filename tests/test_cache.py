@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from redis_sessions import SessionStore
+from redis_sessions import SessionStore, TutorContext
 from redis_sessions.cache import TTLCache
 from redis_sessions.samples import realistic_context
 
@@ -138,3 +140,59 @@ def test_writes_patch_the_cached_record_exactly(store: SessionStore, write: str)
     cached = store._core.cache.peek(("alice", sid))
     assert cached is not None
     assert cached == store.client.hgetall(store._core.keys.session("alice", sid))
+
+
+@pytest.mark.parametrize("second", ["end", "append", "update"])
+def test_interleaved_writes_never_leave_a_stale_cache_entry(
+    store: SessionStore, second: str
+) -> None:
+    """Write A is paused between evicting and sending; write B runs whole; then A finishes."""
+    sid = store.create_session("alice", initial_context={"session_goal": "g"})
+    assert store.get_session(sid, "alice") is not None  # cached
+    ctx = store.get_session_context(sid, "alice")
+    assert ctx is not None
+    ctx.state = "from A"
+    op = store._core.update_session_context(sid, "alice", ctx)
+    request = next(op)  # A has begun: entry evicted, base captured
+    if second == "end":
+        store.end_session(sid, "alice")
+    elif second == "append":
+        store.append_message(sid, "alice", "user", "from B")
+    else:
+        other = store.get_session_context(sid, "alice")
+        assert other is not None
+        other.state = "from B"
+        store.update_session_context(sid, "alice", other)
+    with pytest.raises(StopIteration):
+        op.send(store._send(request))
+    cached = store._core.cache.peek(("alice", sid))
+    assert cached is None or cached == store.client.hgetall(store._core.keys.session("alice", sid))
+    session = store.get_session(sid, "alice")
+    assert session is not None and session.context.state == "from A"
+    if second == "end":
+        assert session.ended_at is not None
+
+
+@pytest.mark.parametrize("cached_before", [True, False])
+def test_a_read_that_saw_redis_before_a_write_never_fills_the_cache(
+    store: SessionStore, cached_before: bool
+) -> None:
+    sid = store.create_session("alice", initial_context={"session_goal": "old"})
+    store._core.cache.clear()
+    if cached_before:
+        assert store.get_session(sid, "alice") is not None
+        store._core.cache.clear()
+    read = store._core.get_session(sid, "alice")
+    read_request = next(read)  # the read is in flight
+    ctx = TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="new")
+    write = store._core.update_session_context(sid, "alice", ctx)
+    write_request = next(write)
+    stale_reply = store._send(read_request)  # Redis answered the read before the write ran
+    with pytest.raises(StopIteration):
+        write.send(store._send(write_request))
+    with pytest.raises(StopIteration) as done:
+        read.send(stale_reply)
+    assert done.value.value.context.session_goal == "old"  # what it saw, returned as such
+    assert store._core.cache.peek(("alice", sid)) is None
+    again = store.get_session_context(sid, "alice")
+    assert again is not None and again.session_goal == "new"
