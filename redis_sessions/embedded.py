@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -68,9 +69,16 @@ def free_port() -> int:
 class EmbeddedRedis:
     """``with EmbeddedRedis() as server: server.url`` - a private redis-server for this process."""
 
-    def __init__(self, binary: RedisBinary | None = None, *, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        binary: RedisBinary | None = None,
+        *,
+        startup_timeout: float = 10.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.binary = binary or find_redis_server()
         self.startup_timeout = startup_timeout
+        self.extra_args = tuple(extra_args)
         self.port = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -109,6 +117,7 @@ class EmbeddedRedis:
                 "warning",
                 "--logfile",
                 os.path.join(self._dir.name, "redis.log"),
+                *self.extra_args,
             ]
             self._process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import redis
 import redis.exceptions as rex
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.retry import Retry
 
@@ -52,7 +53,7 @@ class SessionStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | RedisCluster,
         *,
         config: StoreConfig | None = None,
         clock: Callable[[], dt.datetime] | None = None,
@@ -60,6 +61,8 @@ class SessionStore:
         owns_client: bool = False,
     ) -> None:
         """Wrap an existing redis-py client (made with ``decode_responses=False``).
+
+        A ``redis.cluster.RedisCluster`` works too: every script touches one hash slot.
 
         ``clock`` returns the current time (timezone-aware); ``folder_source(folder_id, user_id)``
         replaces the folders kept in Redis for apps whose folders live elsewhere.
@@ -101,7 +104,7 @@ class SessionStore:
         return self._core.config
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> redis.Redis | RedisCluster:
         return self._client
 
     # ------------------------------------------------------------------ I/O

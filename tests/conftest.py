@@ -50,6 +50,11 @@ def real_server(real_backend: Backend, real_servers: dict[str, EmbeddedRedis]) -
     return server_for(real_backend, real_servers)
 
 
+@pytest.fixture
+def real_backend_url(real_server: EmbeddedRedis) -> str:
+    return real_server.url
+
+
 class Clock:
     """A settable clock for ``clock=``: time moves only when a test moves it."""
 

@@ -486,3 +486,25 @@ def test_folder_source_replaces_redis_folders(
         assert other is not None and other.folder_id is None and other.analysis_result is None
     assert "folder service down" in caplog.text
     assert store.get_folder_data(good, "alice") is not None and len(calls) == 4
+
+
+def test_a_client_that_decodes_responses_is_refused() -> None:
+    import fakeredis
+
+    with pytest.raises(InvalidInput, match="decode_responses"):
+        SessionStore(fakeredis.FakeRedis(decode_responses=True))
+
+
+def test_store_as_context_manager_closes_its_own_client(real_backend_url: str) -> None:
+    import redis
+
+    def connected(observer: redis.Redis) -> int:
+        return int(observer.info("clients")["connected_clients"])
+
+    with redis.Redis.from_url(real_backend_url) as observer:
+        before = connected(observer)
+        with SessionStore.from_url(real_backend_url) as store:
+            sid = store.create_session("alice")
+            store.delete_session(sid, "alice")
+            assert connected(observer) == before + 1
+        assert connected(observer) == before

@@ -1,0 +1,104 @@
+"""The store on a real three-node Redis Cluster that the test starts itself.
+
+Every script must touch one hash slot; here Redis Cluster itself enforces it (CROSSSLOT errors) and
+redis-py routes each call by its keys, for users whose keys land on all three nodes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+
+from redis_sessions import SessionStore, StoreConfig, TutorContext
+from redis_sessions.embedded import EmbeddedRedis
+from redis_sessions.samples import chat_turn, realistic_context
+
+from .backends import Backend
+
+SLOTS = 16384
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[RedisCluster]:
+    backend: Backend = request.param
+    assert backend.binary is not None
+    nodes = []
+    try:
+        for _ in range(3):
+            nodes.append(
+                EmbeddedRedis(
+                    backend.binary,
+                    extra_args=[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                    ],
+                ).start()
+            )
+        clients = [redis.Redis(port=n.port) for n in nodes]
+        share = SLOTS // 3
+        for i, client in enumerate(clients):
+            last = SLOTS - 1 if i == 2 else (i + 1) * share - 1
+            client.execute_command("CLUSTER ADDSLOTS", *range(i * share, last + 1))
+        for node in nodes[1:]:
+            clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            infos = [c.cluster("info") for c in clients]
+            if all(i["cluster_state"] == "ok" and i["cluster_known_nodes"] == "3" for i in infos):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the test cluster did not become ready")
+        for c in clients:
+            c.close()
+        rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in nodes])
+        yield rc
+        rc.close()
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def cluster_params() -> list[object]:
+    from .backends import all_backends
+
+    return [pytest.param(b, id=b.name) for b in all_backends() if b.real]
+
+
+@pytest.mark.parametrize("cluster", cluster_params(), indirect=True)
+def test_store_runs_on_redis_cluster(cluster: RedisCluster) -> None:
+    store = SessionStore(cluster, config=StoreConfig(key_prefix=f"cl{uuid.uuid4().hex[:6]}"))
+    users = [f"user-{i}" for i in range(12)] + ["a{b}:c", "ü 🎓"]
+    slots = {key_slot(store._core.keys.index(u).encode()) for u in users}
+    owners = {cluster.get_node_from_key(store._core.keys.index(u)).port for u in users}
+    assert len(owners) == 3, "the users should spread over all three nodes"
+    assert len(slots) > 3
+    for user in users:
+        sid = store.create_session(user, initial_context=realistic_context(user))
+        for turn in range(1, 5):
+            role, text, actions = chat_turn(turn)
+            store.append_message(sid, user, role, text, whiteboard_actions=actions)
+        store._core.cache.clear()
+        ctx = store.get_session_context(sid, user, history=3)
+        assert ctx is not None and len(ctx.history) == 3 and len(ctx.whiteboard_history) == 2
+        ctx.session_goal = "cluster"
+        assert store.update_session_context(sid, user, ctx)
+        assert [r.session_id for r in store.list_user_sessions(user)] == [sid]
+        assert store.end_session(sid, user)
+        assert store.get_session(sid, "someone-else") is None
+        assert store.delete_session(sid, user)
+        assert store.get_session(sid, user) is None
+        missing = TutorContext(user_id=user, session_id=uuid.UUID(sid))
+        assert store.update_session_context(sid, user, missing) is False
+    leftovers = list(cluster.scan_iter(match=f"{store.config.key_prefix}:*"))
+    assert leftovers == []
