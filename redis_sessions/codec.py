@@ -22,7 +22,7 @@ from typing import Any, Final
 import msgspec
 
 from .exceptions import InvalidInput
-from .models import AnalysisResult, TutorContext
+from .models import TutorContext
 from .records import Folder, Message, Role, Session, SessionInfo
 
 SCHEMA_VERSION: Final = 1
@@ -45,7 +45,6 @@ LISTING_FIELDS: Final = (
 _encoder = msgspec.json.Encoder()
 _context_decoder = msgspec.json.Decoder(TutorContext)
 _split_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_analysis_decoder = msgspec.json.Decoder(AnalysisResult)
 _str_decoder = msgspec.json.Decoder(str)
 
 _CONTEXT_FIELDS: Final = frozenset(f.name for f in msgspec.structs.fields(TutorContext))
@@ -392,17 +391,6 @@ def folder_from_fields(fields: Mapping[bytes, bytes], user_id: str, folder_id: s
         if isinstance(exc, CorruptRecord):
             raise
         raise CorruptRecord(f"bad folder record: {exc!r}") from exc
-
-
-def encode_analysis(analysis: AnalysisResult) -> bytes:
-    return _encoder.encode(analysis)
-
-
-def decode_analysis(blob: bytes) -> AnalysisResult:
-    try:
-        return _analysis_decoder.decode(blob)
-    except msgspec.DecodeError as exc:
-        raise CorruptRecord(f"bad folder analysis: {exc}") from exc
 
 
 def new_session_id() -> str:

@@ -15,7 +15,6 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -130,7 +129,6 @@ class StoreCore:
         *,
         clock: Callable[[], dt.datetime] | None = None,
         folder_source: FolderSource | None = None,
-        cache_timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config if config is not None else StoreConfig()
         if not isinstance(self.config, StoreConfig):
@@ -140,13 +138,12 @@ class StoreCore:
             self.config.cache_size,
             self.config.cache_ttl,
             self.config.cache_sweep_interval,
-            timer=cache_timer,
         )
         self.folder_source = folder_source
         self._clock = clock or codec.utc_now
         self._undecodable = 0
-        # Bumped by every write: a read whose reply arrives after a write started does not fill the
-        # cache (it may hold what the write replaced).
+        # Moved on when a write begins and when it ends (see _writing): a read fills the cache only
+        # if it has not moved since the read began, so no read can cache what a write replaced.
         self._write_epoch = 0
         self._lock = threading.Lock()
 

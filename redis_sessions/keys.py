@@ -94,10 +94,6 @@ class KeySpace:
         """A SCAN MATCH pattern for every key of the user (glob characters escaped)."""
         return _glob_escape(self.user_tag(user_id)) + ":*"
 
-    def all_pattern(self) -> str:
-        """A SCAN MATCH pattern for every key under the prefix."""
-        return _glob_escape(self.prefix) + ":*"
-
     def session(self, user_id: str, session_id: str) -> str:
         return f"{self.user_tag(user_id)}:s:{session_id}"
 
