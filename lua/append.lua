@@ -3,18 +3,22 @@
 -- KEYS[2] = messages hash                    rs:{u:<u>}:s:<sid>:msgs   (turn_no -> message JSON)
 -- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb     (snapshot_index -> actions)
 -- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
+-- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
+-- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
 -- ARGV[1] = user id (must match the record's)
 -- ARGV[2] = session id
--- ARGV[3] = now, epoch milliseconds (index score)
--- ARGV[4] = now, ISO-8601 text (updated_at)
--- ARGV[5] = how many messages to keep; older ones and their snapshots are trimmed
--- ARGV[6] = message JSON
--- ARGV[7] = snapshot JSON (stored under the message's turn number), or "" for none
+-- ARGV[3] = expiry index entry, <u>:<sid>
+-- ARGV[4] = now, epoch milliseconds (activity score)
+-- ARGV[5] = TTL backstop in milliseconds (0: none)
+-- ARGV[6] = now, ISO-8601 text (updated_at)
+-- ARGV[7] = how many messages to keep; older ones and their snapshots are trimmed
+-- ARGV[8] = message JSON
+-- ARGV[9] = snapshot JSON (stored under the message's turn number), or "" for none
 -- Returns {turn, latest_turn_no, latest_snapshot_index} as stored afterwards, or {0} when the record
 -- is missing or belongs to another user.
-local record_key, messages_key, snapshots_key, index_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local user_id, session_id, now_ms, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local keep, message, snapshot = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local record_key, messages_key, snapshots_key = KEYS[1], KEYS[2], KEYS[3]
+local user_id, session_id, member, now_ms, ttl_ms, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local keep, message, snapshot = tonumber(ARGV[7]), ARGV[8], ARGV[9]
 
 if redis.call('HGET', record_key, 'user_id') ~= user_id then
   return {0}
@@ -44,5 +48,5 @@ while old >= 1 and redis.call('HDEL', messages_key, old) == 1 do
   old = old - 1
 end
 
-redis.call('ZADD', index_key, now_ms, session_id)
+touch(KEYS, session_id, member, now_ms, ttl_ms)
 return {turn, latest_turn, latest_snapshot}

@@ -1,23 +1,30 @@
 -- Create a session record and index it; optionally copy a folder's data into it.
 -- KEYS[1] = session record hash              rs:{u:<u>}:s:<sid>
--- KEYS[2] = the user's session index (zset)  rs:{u:<u>}:idx
--- KEYS[3] = (optional) folder hash            rs:{u:<u>}:f:<fid>
--- ARGV[1] = now, epoch milliseconds (index score)
+-- KEYS[2] = messages hash                    rs:{u:<u>}:s:<sid>:msgs
+-- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb
+-- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
+-- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
+-- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
+-- KEYS[7] = (optional) folder hash            rs:{u:<u>}:f:<fid>
+-- ARGV[1] = user id
 -- ARGV[2] = session id
--- ARGV[3] = user id
--- ARGV[4] = folder id, or "" when no folder is asked for
--- ARGV[5..] = field, value pairs of the new record (metadata and context fields)
+-- ARGV[3] = expiry index entry, <u>:<sid>
+-- ARGV[4] = now, epoch milliseconds (activity score)
+-- ARGV[5] = TTL backstop in milliseconds (0: none)
+-- ARGV[6] = folder id, or "" when no folder is asked for
+-- ARGV[7..] = field, value pairs of the new record (metadata and context fields)
 -- Returns {1, folder_status}: folder_status is "none", "ok", "missing" (no folder of this user with
 -- that id) or "invalid" (the folder's stored analysis is not well-formed); {0} when the id is taken.
-local record_key, index_key, folder_key = KEYS[1], KEYS[2], KEYS[3]
-local now_ms, session_id, user_id, folder_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local record_key, folder_key = KEYS[1], KEYS[7]
+local user_id, session_id, member, now_ms, ttl_ms, folder_id =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 if redis.call('EXISTS', record_key) == 1 then
   return {0}
 end
 
 local fields = {}
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 
@@ -71,5 +78,5 @@ if folder_id ~= '' then
 end
 
 redis.call('HSET', record_key, unpack(fields))
-redis.call('ZADD', index_key, now_ms, session_id)
+touch(KEYS, session_id, member, now_ms, ttl_ms)
 return {1, folder_status}

@@ -1,15 +1,15 @@
--- Delete a session with everything that belongs to it: record, messages, snapshots, index entry.
+-- Delete a session with everything that belongs to it: record, messages, snapshots, index and
+-- expiry entries.
 -- KEYS[1] = session record hash              rs:{u:<u>}:s:<sid>
 -- KEYS[2] = messages hash                    rs:{u:<u>}:s:<sid>:msgs
 -- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb
 -- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
+-- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
+-- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
 -- ARGV[1] = session id
--- Returns 1 when the record existed, else 0 (stray messages, snapshots or index entries are removed
+-- ARGV[2] = expiry index entry, <u>:<sid>
+-- Returns 1 when the record existed, else 0 (stray messages, snapshots or entries are removed
 -- either way).
-local record_key, messages_key, snapshots_key, index_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local session_id = ARGV[1]
+local session_id, member = ARGV[1], ARGV[2]
 
-local existed = redis.call('EXISTS', record_key)
-redis.call('DEL', record_key, messages_key, snapshots_key)
-redis.call('ZREM', index_key, session_id)
-return existed
+return cascade(KEYS, session_id, member)

@@ -1,18 +1,25 @@
--- Record that a session ended (the first end time is kept); counts as activity.
+-- Record that a session ended (the first end time is kept); counts as activity, and moves the
+-- session to the ended expiry index (ended sessions may have their own retention).
 -- KEYS[1] = session record hash              rs:{u:<u>}:s:<sid>
--- KEYS[2] = the user's session index (zset)  rs:{u:<u>}:idx
+-- KEYS[2] = messages hash                    rs:{u:<u>}:s:<sid>:msgs
+-- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb
+-- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
+-- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
+-- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
 -- ARGV[1] = user id (must match the record's)
 -- ARGV[2] = session id
--- ARGV[3] = now, epoch milliseconds (index score)
--- ARGV[4] = now, ISO-8601 text
+-- ARGV[3] = expiry index entry, <u>:<sid>
+-- ARGV[4] = now, epoch milliseconds (activity score)
+-- ARGV[5] = TTL backstop in milliseconds (0: none)
+-- ARGV[6] = now, ISO-8601 text
 -- Returns the recorded ended_at text, or false when the record is missing or another user's.
-local record_key, index_key = KEYS[1], KEYS[2]
-local user_id, session_id, now_ms, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local record_key = KEYS[1]
+local user_id, session_id, member, now_ms, ttl_ms, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 if redis.call('HGET', record_key, 'user_id') ~= user_id then
   return false
 end
 redis.call('HSETNX', record_key, 'ended_at', now_iso)
 redis.call('HSET', record_key, 'updated_at', now_iso)
-redis.call('ZADD', index_key, now_ms, session_id)
+touch(KEYS, session_id, member, now_ms, ttl_ms)
 return redis.call('HGET', record_key, 'ended_at')

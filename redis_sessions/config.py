@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from .exceptions import InvalidInput
 from .keys import check_prefix
@@ -20,6 +21,10 @@ class StoreConfig:
     cache_sweep_interval  seconds between purges of expired cache entries (done on access, no thread)
     max_messages          messages kept per session; older ones (and their snapshots) are trimmed
     max_context_bytes     largest encoded lean context accepted; larger raises InvalidInput
+    max_age               idle time after which the sweep deletes a session
+    ended_max_age         idle time after which the sweep deletes an *ended* session; None: max_age
+    ttl_backstop          extra time Redis keeps a session's keys beyond the longer of the two ages,
+                          refreshed by every write (a Redis TTL, in case no sweep runs); None: no TTL
     """
 
     key_prefix: str = "rs"
@@ -28,6 +33,9 @@ class StoreConfig:
     cache_sweep_interval: float = 600.0
     max_messages: int = 1000
     max_context_bytes: int = 1024 * 1024
+    max_age: dt.timedelta = dt.timedelta(days=30)
+    ended_max_age: dt.timedelta | None = None
+    ttl_backstop: dt.timedelta | None = dt.timedelta(days=7)
 
     def __post_init__(self) -> None:
         check_prefix(self.key_prefix)
@@ -41,3 +49,24 @@ class StoreConfig:
             raise InvalidInput(f"max_messages must be >= 1, got {self.max_messages}")
         if self.max_context_bytes < 1024:
             raise InvalidInput(f"max_context_bytes must be >= 1024, got {self.max_context_bytes}")
+        for name in ("max_age", "ended_max_age", "ttl_backstop"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, dt.timedelta) or value <= dt.timedelta(0)
+            ):
+                raise InvalidInput(f"{name} must be a positive timedelta, got {value!r}")
+        if self.max_age is None:
+            raise InvalidInput("max_age must be a positive timedelta, got None")
+
+    @property
+    def ended_age(self) -> dt.timedelta:
+        """The idle time after which an ended session is swept."""
+        return self.ended_max_age if self.ended_max_age is not None else self.max_age
+
+    @property
+    def key_ttl_ms(self) -> int:
+        """Milliseconds every write gives a session's keys (0: no TTL)."""
+        if self.ttl_backstop is None:
+            return 0
+        horizon = max(self.max_age, self.ended_age) + self.ttl_backstop
+        return int(horizon.total_seconds() * 1000)

@@ -16,13 +16,13 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
 
 import msgspec
 import redis.exceptions as rex
 
-from . import codec
+from . import codec, maintenance
 from .cache import TTLCache
 from .config import StoreConfig
 from .exceptions import (
@@ -37,33 +37,13 @@ from .folders import analysis_from_folder
 from .keys import KeySpace, check_user_id, check_uuid
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
+from .requests import Arg, Command, Op, RunScript
 from .scripts import ScriptName
 from .validation import validate_context
 
 logger = logging.getLogger("redis_sessions")
 
-T = TypeVar("T")
-Arg = str | bytes | int
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Command:
-    """A plain Redis command, e.g. ``("HGETALL", key)``."""
-
-    args: tuple[Arg, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RunScript:
-    """One of the registered Lua scripts with its KEYS and ARGV."""
-
-    name: ScriptName
-    keys: Sequence[str]
-    args: Sequence[Arg]
-
-
-Request = Command | RunScript
-Op = Generator[Request, Any, T]
 #: Reads from a folder source of the app: (folder_id, user_id) -> Folder or None.
 FolderSource = Callable[[str, str], "Folder | None"]
 
@@ -177,6 +157,11 @@ class StoreCore:
                     self.cache.evict(cache_key)
                 self._write_epoch += 1
 
+    def _write_args(self, uid: str, sid: str, now: dt.datetime) -> list[Arg]:
+        """ARGV[1..5] of every session write script: user, session, expiry entry, now (ms), TTL."""
+        member = self.keys.expiry_member(uid, sid)
+        return [uid, sid, member, codec.epoch_ms(now), self.config.key_ttl_ms]
+
     def _corrupt(self, key: str, problem: object) -> None:
         with self._lock:
             self._undecodable += 1
@@ -253,10 +238,10 @@ class StoreCore:
             record = codec.record_fields(
                 user_id=uid, session_id=sid, now=now, context_fields=fields
             )
-            keys = [self.keys.session(uid, sid), self.keys.index(uid)]
+            keys = self.keys.session_write_keys(uid, sid)
             if redis_folder is not None:
                 keys.append(self.keys.folder(uid, redis_folder))
-            args = [codec.epoch_ms(now), sid, uid, redis_folder or "", *codec.flatten(record)]
+            args = [*self._write_args(uid, sid, now), redis_folder or "", *codec.flatten(record)]
             with self._writing((uid, sid)) as write:
                 reply = yield RunScript(ScriptName.CREATE, keys, args)
                 if reply[0] == 1 and reply[1] == b"none":
@@ -406,17 +391,13 @@ class StoreCore:
         )
         now = self.now()
         args = [
-            uid,
-            sid,
-            "" if expected_version is None else expected_version,
-            codec.epoch_ms(now),
+            *self._write_args(uid, sid, now),
             codec.iso(now),
+            "" if expected_version is None else expected_version,
             *codec.flatten(fields),
         ]
         with self._writing((uid, sid)) as write:
-            reply = yield RunScript(
-                ScriptName.UPDATE, [self.keys.session(uid, sid), self.keys.index(uid)], args
-            )
+            reply = yield RunScript(ScriptName.UPDATE, self.keys.session_write_keys(uid, sid), args)
             status = int(reply[0])
             if status == 0:
                 return False
@@ -449,8 +430,8 @@ class StoreCore:
         with self._writing((uid, sid)) as write:
             ended = yield RunScript(
                 ScriptName.END,
-                [self.keys.session(uid, sid), self.keys.index(uid)],
-                [uid, sid, codec.epoch_ms(now), codec.iso(now)],
+                self.keys.session_write_keys(uid, sid),
+                [*self._write_args(uid, sid, now), codec.iso(now)],
             )
             if ended is None:
                 return False
@@ -463,7 +444,9 @@ class StoreCore:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         with self._writing((uid, sid)):
             existed = yield RunScript(
-                ScriptName.DELETE, [*self.keys.session_keys(uid, sid), self.keys.index(uid)], [sid]
+                ScriptName.DELETE,
+                self.keys.session_write_keys(uid, sid),
+                [sid, self.keys.expiry_member(uid, sid)],
             )
         return bool(existed)
 
@@ -509,22 +492,15 @@ class StoreCore:
             raise InvalidInput(
                 f"message is {size} bytes, more than max_context_bytes={self.config.max_context_bytes}"
             )
-        record_key, messages_key, snapshots_key = self.keys.session_keys(uid, sid)
         args: list[Arg] = [
-            uid,
-            sid,
-            codec.epoch_ms(now),
+            *self._write_args(uid, sid, now),
             codec.iso(now),
             self.config.max_messages,
             message,
             snapshot,
         ]
         with self._writing((uid, sid)) as write:
-            reply = yield RunScript(
-                ScriptName.APPEND,
-                [record_key, messages_key, snapshots_key, self.keys.index(uid)],
-                args,
-            )
+            reply = yield RunScript(ScriptName.APPEND, self.keys.session_write_keys(uid, sid), args)
             turn = int(reply[0])
             if turn == 0:
                 raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
@@ -591,6 +567,35 @@ class StoreCore:
         fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
         deleted = yield Command(("DEL", self.keys.folder(uid, fid)))
         return bool(deleted)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def cleanup_expired_sessions(
+        self,
+        max_age: dt.timedelta | None = None,
+        *,
+        now: dt.datetime | None = None,
+        batch_size: int = 100,
+        dry_run: bool = False,
+        progress: maintenance.Progress | None = None,
+    ) -> Op[maintenance.SweepReport]:
+        return maintenance.sweep(
+            self,
+            max_age=max_age,
+            now=now,
+            batch_size=batch_size,
+            dry_run=dry_run,
+            progress=progress,
+        )
+
+    def check(
+        self,
+        *,
+        repair: bool = False,
+        count: int = 1000,
+        progress: maintenance.Progress | None = None,
+    ) -> Op[maintenance.CheckReport]:
+        return maintenance.check(self, repair=repair, count=count, progress=progress)
 
     # ------------------------------------------------------------------ pure
 

@@ -7,9 +7,15 @@ Layout (default prefix ``rs``; ``<u>`` is the user id, percent-encoded as below)
     rs:{u:<u>}:s:<session_id>:wb       hash   snapshot_index -> whiteboard actions JSON
     rs:{u:<u>}:idx                     zset   session_id scored by last activity (epoch milliseconds)
     rs:{u:<u>}:f:<folder_id>           hash   a folder of the user
+    rs:{x<n>}:exp                      zset   "<u>:<session_id>" of live sessions, scored by last activity
+    rs:{x<n>}:ended                    zset   the same for ended sessions (their own retention)
+    rs:sweep-lock                      string held (with a TTL) by the sweep job that is running
 
 Everything of one user carries the hash tag ``{u:<u>}``, so every script touches one hash slot and the
-store runs on Redis Cluster.
+store runs on Redis Cluster. The expiry indexes exist once per hash slot: ``x<n>`` is the first tag
+of that form (n = 0, 1, 2, ...) whose slot is the slot of ``u:<u>``, so a user's keys and the expiry
+entries of their sessions always share a slot, and a sweep visits 16384 small indexes whatever the
+number of users.
 
 The user id is percent-encoded (UTF-8) with only ``A-Z a-z 0-9 - . _ ~ @`` left as they are. The
 encoding is injective (it can be decoded back), and its output never contains ``{``, ``}`` or ``:``, so
@@ -19,14 +25,17 @@ whatever characters their ids hold. Readable ids (UUIDs, e-mail addresses) stay 
 
 from __future__ import annotations
 
+import binascii
+import functools
 import re
 import urllib.parse
 import uuid
-from typing import Final
+from typing import Final, NamedTuple
 
 from .exceptions import InvalidInput
 
 MAX_USER_ID_CHARS: Final = 256
+SLOTS: Final = 16384
 _SAFE: Final = "-._~@"
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
@@ -94,6 +103,10 @@ class KeySpace:
         """A SCAN MATCH pattern for every key of the user (glob characters escaped)."""
         return _glob_escape(self.user_tag(user_id)) + ":*"
 
+    def pattern(self) -> str:
+        """A SCAN MATCH pattern for every key of the store (everything under the prefix)."""
+        return _glob_escape(self.prefix) + ":*"
+
     def session(self, user_id: str, session_id: str) -> str:
         return f"{self.user_tag(user_id)}:s:{session_id}"
 
@@ -101,6 +114,11 @@ class KeySpace:
         """(record, messages, snapshots) of one session."""
         record = self.session(user_id, session_id)
         return record, f"{record}:msgs", f"{record}:wb"
+
+    def session_write_keys(self, user_id: str, session_id: str) -> list[str]:
+        """KEYS[1..6] of every script that writes a session: record, messages, snapshots, the
+        user's index, and the live and ended expiry indexes of the user's slot."""
+        return [*self.session_keys(user_id, session_id), self.index(user_id), *self.expiry(user_id)]
 
     def session_prefix(self, user_id: str) -> str:
         """What precedes a session id in the record key (scripts append the id to it)."""
@@ -111,6 +129,100 @@ class KeySpace:
 
     def folder(self, user_id: str, folder_id: str) -> str:
         return f"{self.user_tag(user_id)}:f:{folder_id}"
+
+    def user_slot(self, user_id: str) -> int:
+        return key_slot(f"u:{encode_user(user_id)}")
+
+    def expiry(self, user_id: str) -> tuple[str, str]:
+        """(live, ended) expiry indexes of the user's hash slot."""
+        return self.slot_expiry(self.user_slot(user_id))
+
+    def slot_expiry(self, slot: int) -> tuple[str, str]:
+        """(live, ended) expiry indexes of one hash slot."""
+        base = f"{self.prefix}:{{{slot_tags()[slot]}}}"
+        return f"{base}:exp", f"{base}:ended"
+
+    def sweep_lock(self) -> str:
+        return f"{self.prefix}:sweep-lock"
+
+    @staticmethod
+    def expiry_member(user_id: str, session_id: str) -> str:
+        """The entry of a session in an expiry index: ``<u>:<session_id>``."""
+        return f"{encode_user(user_id)}:{session_id}"
+
+    @staticmethod
+    def parse_expiry_member(member: bytes | str) -> tuple[str, str]:
+        """(user_id, session_id) of an expiry index entry; raises ValueError if malformed."""
+        text = member.decode() if isinstance(member, bytes) else member
+        encoded, sep, session_id = text.rpartition(":")
+        if not sep or not encoded or not _CANONICAL_UUID.match(session_id):
+            raise ValueError(f"malformed expiry entry {text!r}")
+        return decode_user(encoded), session_id
+
+    def classify(self, key: bytes | str) -> KeyInfo | None:
+        """What a key under the prefix is (None if the store does not write such keys)."""
+        text = key.decode() if isinstance(key, bytes) else key
+        match = _KEY_FORMS.match(text)
+        if match is None or match["prefix"] != self.prefix:
+            return None
+        if match["tag"].startswith("u:"):
+            try:
+                user = decode_user(match["tag"][2:])
+            except UnicodeDecodeError:
+                return None
+            rest = match["rest"]
+            if rest == "idx":
+                return KeyInfo("index", user, None)
+            parts = rest.split(":")
+            if len(parts) == 2 and parts[0] in ("s", "f") and _CANONICAL_UUID.match(parts[1]):
+                return KeyInfo("record" if parts[0] == "s" else "folder", user, parts[1])
+            if (
+                len(parts) == 3
+                and parts[0] == "s"
+                and parts[2] in ("msgs", "wb")
+                and _CANONICAL_UUID.match(parts[1])
+            ):
+                return KeyInfo(parts[2], user, parts[1])
+            return None
+        if match["rest"] in ("exp", "ended") and match["tag"] in _tag_set():
+            return KeyInfo(match["rest"], None, None)
+        return None
+
+
+class KeyInfo(NamedTuple):
+    """A key classified by ``KeySpace.classify``: kind is record, msgs, wb, index, folder, exp, ended."""
+
+    kind: str
+    user_id: str | None
+    session_id: str | None
+
+
+_KEY_FORMS = re.compile(r"(?P<prefix>[^:{}]+):\{(?P<tag>[^{}]*)\}:(?P<rest>.+)\Z", re.S)
+
+
+@functools.cache
+def _tag_set() -> frozenset[str]:
+    return frozenset(slot_tags())
+
+
+def key_slot(tag: str) -> int:
+    """The Redis Cluster hash slot of a hash tag's content (CRC16/XMODEM mod 16384)."""
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+@functools.cache
+def slot_tags() -> tuple[str, ...]:
+    """For each hash slot, the first tag ``x<n>`` that hashes to it (computed once, ~50 ms)."""
+    table: list[str | None] = [None] * SLOTS
+    missing, n = SLOTS, 0
+    while missing:
+        tag = f"x{n}"
+        slot = key_slot(tag)
+        if table[slot] is None:
+            table[slot] = tag
+            missing -= 1
+        n += 1
+    return tuple(t for t in table if t is not None)
 
 
 def _glob_escape(text: str) -> str:

@@ -1,8 +1,9 @@
 """The registry of Lua scripts: every script the store runs, read once from the package's ``lua/``.
 
 The files live in the repository's top-level ``lua/`` and ship inside the wheel as
-``redis_sessions/lua/``. Each store registers them with its client once (redis-py's ``Script`` sends
-EVALSHA and loads the script again on NOSCRIPT).
+``redis_sessions/lua/``. ``_lib.lua`` holds functions shared by the scripts; it is prepended to each
+one when loaded (Redis has no script includes). Each store registers the scripts with its client once
+(redis-py's ``Script`` sends EVALSHA and loads the script again on NOSCRIPT).
 """
 
 from __future__ import annotations
@@ -21,12 +22,27 @@ class ScriptName(str, enum.Enum):
     END = "end"
     LIST = "list"
     PUT_FOLDER = "put_folder"
+    SWEEP = "sweep"
+    REPAIR = "repair"
+
+
+LIBRARY = "_lib"
+
+
+def _read(stem: str) -> str:
+    return (resources.files("redis_sessions") / "lua" / f"{stem}.lua").read_text("utf-8")
+
+
+@functools.cache
+def script_file(name: ScriptName) -> str:
+    """The text of one script's own file (its contract first)."""
+    return _read(name.value)
 
 
 @functools.cache
 def script_source(name: ScriptName) -> str:
-    """The Lua source of one script."""
-    return (resources.files("redis_sessions") / "lua" / f"{name.value}.lua").read_text("utf-8")
+    """What is sent to Redis for one script: the shared library, then the script."""
+    return _read(LIBRARY) + "\n" + script_file(name)
 
 
 def all_sources() -> dict[ScriptName, str]:

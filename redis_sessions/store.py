@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.exceptions as rex
@@ -16,10 +16,12 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from .config import StoreConfig
-from .core import Command, FolderSource, Op, Request, StoreCore, StoreStats, translate_error
+from .core import FolderSource, StoreCore, StoreStats, translate_error
 from .exceptions import InvalidInput
+from .maintenance import CheckReport, Progress, SweepReport
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
+from .requests import Command, Op, Pipeline, Request, RunScript, ScanBatch
 from .scripts import ScriptName, all_sources
 
 T = TypeVar("T")
@@ -110,10 +112,43 @@ class SessionStore:
     # ------------------------------------------------------------------ I/O
 
     def _send(self, request: Request) -> Any:
+        client: Any = self._client  # redis-py leaves execute_command unannotated
         if isinstance(request, Command):
-            # redis-py leaves execute_command unannotated; the reply is parsed per command name
-            return self._client.execute_command(*request.args)  # type: ignore[no-untyped-call]
-        return self._scripts[request.name](keys=request.keys, args=request.args)
+            return client.execute_command(*request.args)
+        if isinstance(request, RunScript):
+            return self._scripts[request.name](keys=request.keys, args=request.args)
+        if isinstance(request, Pipeline):
+            with client.pipeline(transaction=False) as pipe:
+                for command in request.commands:
+                    pipe.execute_command(*command)
+                return pipe.execute()
+        return self._scan(request)
+
+    def _scan(self, request: ScanBatch) -> tuple[Any, list[Any]]:
+        """One SCAN step; on a cluster the cursor is (primary index, that node's cursor)."""
+        if not isinstance(self._client, RedisCluster):
+            cursor, keys = self._client.scan(
+                request.cursor or 0, match=request.match, count=request.count
+            )
+            return (cursor or None), list(keys)
+        client = cast(Any, self._client)  # RedisCluster's node methods are unannotated
+        primaries = client.get_primaries()
+        index, cursor = request.cursor or (0, 0)
+        reply = client.execute_command(
+            "SCAN",
+            cursor,
+            "MATCH",
+            request.match,
+            "COUNT",
+            request.count,
+            target_nodes=primaries[index],
+        )
+        if isinstance(reply, dict):  # keyed by node name when a node is targeted
+            (reply,) = reply.values()
+        next_cursor, keys = int(reply[0]), list(reply[1])
+        if next_cursor:
+            return (index, next_cursor), keys
+        return ((index + 1, 0) if index + 1 < len(primaries) else None), keys
 
     def _run(self, op: Op[T]) -> T:
         """Drive one core operation: send each request it yields, feed back replies or errors."""
@@ -259,6 +294,44 @@ class SessionStore:
     def delete_folder(self, folder_id: str | uuid.UUID, user_id: str) -> bool:
         """Delete a folder of the user (sessions keep what they copied). One round trip."""
         return self._run(self._core.delete_folder(folder_id, user_id))
+
+    # ------------------------------------------------------------------ maintenance
+
+    def cleanup_expired_sessions(
+        self,
+        max_age: dt.timedelta | None = None,
+        *,
+        now: dt.datetime | None = None,
+        batch_size: int = 100,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> SweepReport:
+        """Delete every session idle longer than ``max_age`` (default ``StoreConfig.max_age``;
+        ended sessions: ``StoreConfig.ended_max_age`` when set), with the same cascade as
+        ``delete_session``, atomically per session, and evict them from this store's cache.
+
+        ``now`` is the clock's time when omitted. Each candidate's activity is checked again inside
+        the deleting script, so a session touched after it was picked is kept. Safe to run from
+        several processes at once, idempotent, and a sweep killed at any point leaves nothing
+        half-deleted. Round trips: 2 x 16384 / 512 = 64 pipelined reads of the per-slot expiry
+        indexes, plus one script per slot that holds expired sessions (per ``batch_size`` of them).
+        ``dry_run`` finds and counts without deleting. ``progress(done, total)`` is told of each
+        batch of slots.
+        """
+        return self._run(
+            self._core.cleanup_expired_sessions(
+                max_age, now=now, batch_size=batch_size, dry_run=dry_run, progress=progress
+            )
+        )
+
+    def check(
+        self, *, repair: bool = False, count: int = 1000, progress: Progress | None = None
+    ) -> CheckReport:
+        """Scan the whole store (SCAN in batches of about ``count`` keys) for inconsistencies:
+        records without index or expiry entries, index or expiry entries without records, messages
+        or snapshots without records. Each one is confirmed atomically before it is reported, and
+        fixed with ``repair``. Round trips grow with the number of keys (about 2 per batch)."""
+        return self._run(self._core.check(repair=repair, count=count, progress=progress))
 
     # ------------------------------------------------------------------ no I/O
 

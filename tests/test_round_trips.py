@@ -10,7 +10,7 @@ import pytest
 from redis.crc import key_slot
 
 from redis_sessions import Folder, SessionStore
-from redis_sessions.core import Command, Request, RunScript
+from redis_sessions.requests import Command, Request, RunScript
 from redis_sessions.samples import realistic_context
 
 
@@ -83,6 +83,7 @@ def test_round_trips(store: SessionStore, name: str, trips: int, op: Callable[..
         )
         assert len({key_slot(k.encode()) for k in keys}) <= 1, request
         if isinstance(request, RunScript):
-            assert all(k.startswith(store._core.keys.user_tag(USER)) for k in request.keys)
+            own = (store._core.keys.user_tag(USER), *store._core.keys.expiry(USER))
+            assert all(k.startswith(own) for k in request.keys)
         else:
             assert isinstance(request, Command)

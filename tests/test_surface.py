@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import redis_sessions
-from redis_sessions.scripts import ScriptName, script_source
+from redis_sessions.scripts import ScriptName, script_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,13 +63,13 @@ def test_package_is_typed() -> None:
 
 
 def test_every_script_file_is_registered_and_the_reverse() -> None:
-    files = {p.stem for p in (ROOT / "lua").glob("*.lua")}
+    files = {p.stem for p in (ROOT / "lua").glob("*.lua")} - {"_lib"}
     assert files == {name.value for name in ScriptName}
 
 
 @pytest.mark.parametrize("name", list(ScriptName), ids=[n.value for n in ScriptName])
 def test_script_starts_with_its_contract_and_names_its_inputs(name: ScriptName) -> None:
-    lines = script_source(name).splitlines()
+    lines = script_file(name).splitlines()
     header = []
     for line in lines:
         if not line.startswith("--"):
@@ -80,11 +80,15 @@ def test_script_starts_with_its_contract_and_names_its_inputs(name: ScriptName) 
     uses_argv = "ARGV" in "\n".join(lines[len(header) :])
     assert not uses_argv or re.search(r"^-- ARGV\[1(\.\.)?\]", text, re.M)
     assert re.search(r"^-- Returns", text, re.M)
+    continued = False  # inside a `local a, b =` that goes on to the next line
     for line in lines[len(header) :]:
-        code = line.split("--")[0]
+        code = line.split("--")[0].rstrip()
+        starts_local = code.lstrip().startswith("local ")
         if re.search(r"\b(KEYS|ARGV)\[", code):
             # KEYS/ARGV are read once into named locals (or copied in a loop over #ARGV)
-            assert code.lstrip().startswith("local ") or re.search(r"ARGV\[i( \+ 1)?\]", code), line
+            named = starts_local or continued
+            assert named or re.search(r"ARGV\[i( \+ 1)?\]", code), line
+        continued = (starts_local or continued) and code.endswith(("=", ","))
 
 
 def test_built_wheel_ships_the_lua_scripts(tmp_path: Path) -> None:
@@ -96,7 +100,7 @@ def test_built_wheel_ships_the_lua_scripts(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ScriptName:
-        assert f"redis_sessions/lua/{name.value}.lua" in names
+    for stem in [*(n.value for n in ScriptName), "_lib"]:
+        assert f"redis_sessions/lua/{stem}.lua" in names
     assert "redis_sessions/py.typed" in names
     assert "workers/__init__.py" in names

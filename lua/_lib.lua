@@ -1,0 +1,30 @@
+-- Shared functions, prepended to every script when the registry loads it (not a script itself).
+
+-- Record a session's activity: its user index entry, its expiry entry (the live or the ended index,
+-- by whether the record has ended_at), and the TTL backstop of its three keys (0: no TTL).
+local function touch(keys, session_id, member, now_ms, ttl_ms)
+  local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
+  redis.call('ZADD', index_key, now_ms, session_id)
+  if redis.call('HEXISTS', record_key, 'ended_at') == 1 then
+    redis.call('ZREM', live_key, member)
+    redis.call('ZADD', ended_key, now_ms, member)
+  else
+    redis.call('ZADD', live_key, now_ms, member)
+  end
+  if tonumber(ttl_ms) > 0 then
+    redis.call('PEXPIRE', record_key, ttl_ms)
+    redis.call('PEXPIRE', messages_key, ttl_ms)
+    redis.call('PEXPIRE', snapshots_key, ttl_ms)
+  end
+end
+
+-- Remove a session and everything of it; returns 1 when the record existed.
+local function cascade(keys, session_id, member)
+  local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
+  local existed = redis.call('EXISTS', record_key)
+  redis.call('DEL', record_key, messages_key, snapshots_key)
+  redis.call('ZREM', index_key, session_id)
+  redis.call('ZREM', live_key, member)
+  redis.call('ZREM', ended_key, member)
+  return existed
+end

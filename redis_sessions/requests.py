@@ -1,0 +1,57 @@
+"""The requests a core operation yields to its I/O shell (pure data).
+
+A core operation is a generator: it yields one of these, the shell performs it (one round trip) and
+sends the reply back in. The sync and async stores differ only in how they perform them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator, Sequence
+from typing import Any, TypeVar
+
+from .scripts import ScriptName
+
+T = TypeVar("T")
+Arg = str | bytes | int | float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Command:
+    """A plain Redis command, e.g. ``("HGETALL", key)``."""
+
+    args: tuple[Arg, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunScript:
+    """One of the registered Lua scripts with its KEYS and ARGV."""
+
+    name: ScriptName
+    keys: Sequence[str]
+    args: Sequence[Arg]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pipeline:
+    """Plain commands sent together in one round trip (no transaction); the reply is their
+    replies, in order. On a cluster, redis-py sends each node its share."""
+
+    commands: tuple[tuple[Arg, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScanBatch:
+    """One SCAN step over the keys matching ``match``, on every primary of a cluster in turn.
+
+    ``cursor`` is opaque to the core (None to start). The reply is ``(next_cursor, keys)``, with
+    next_cursor None once every key has been seen.
+    """
+
+    match: str
+    count: int
+    cursor: Any = None
+
+
+Request = Command | RunScript | Pipeline | ScanBatch
+Op = Generator[Request, Any, T]
