@@ -7,6 +7,9 @@ started for the run and stopped afterwards.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -18,7 +21,8 @@ import redis
 from .config import StoreConfig
 from .embedded import EmbeddedRedis, RedisServerNotFound
 from .exceptions import InvalidInput, SessionStoreError, StoreUnavailable
-from .keys import KeySpace
+from .keys import SLOTS, KeySpace
+from .maintenance import PROBLEMS
 from .store import SessionStore
 
 T = TypeVar("T")
@@ -168,6 +172,131 @@ def keys(obj: Context, user: str) -> None:
     with obj.store() as store, _store_errors():
         for line in describe_user_keys(store, user):
             click.echo(line)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``30d``, ``12h``, ``1d12h``, ``90m``, ``45s``, ``2w`` as a timedelta."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(a + b for a, b in parts) != text.replace(" ", ""):
+        raise click.BadParameter(f"{text!r} is not a duration like 30d, 12h, 1d12h, 90m or 45s")
+    total = dt.timedelta()
+    for amount, unit in parts:
+        total += dt.timedelta(**{_UNITS[unit]: float(amount)})
+    if total <= dt.timedelta(0):
+        raise click.BadParameter("the duration must be positive")
+    return total
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return value if isinstance(value, dt.timedelta) else parse_duration(str(value))
+
+
+@cli.command()
+@click.option(
+    "--max-age",
+    type=Duration(),
+    default=None,
+    help="Idle time after which a session goes (default: StoreConfig.max_age, 30d).",
+)
+@click.option("--dry-run", is_flag=True, help="Find and count expired sessions, delete nothing.")
+@click.option(
+    "--batch-size", default=100, show_default=True, help="Candidates per slot per script."
+)
+@click.pass_obj
+def sweep(obj: Context, max_age: dt.timedelta | None, dry_run: bool, batch_size: int) -> None:
+    """Delete expired sessions now, in the foreground."""
+    with obj.store() as store, _store_errors():
+        with click.progressbar(length=SLOTS, label="sweeping", file=sys.stderr) as bar:
+            seen = [0]
+
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, SLOTS)
+                bar.update(done - seen[0])
+                seen[0] = done
+
+            report = store.cleanup_expired_sessions(
+                max_age, batch_size=batch_size, dry_run=dry_run, progress=progress
+            )
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(
+            f"{verb} {report.deleted} of {report.scanned} candidates idle longer than "
+            f"{_human(report.max_age)} (ended sessions: {_human(report.ended_max_age)}); "
+            f"kept {report.kept} touched meanwhile; {report.malformed} malformed entries; "
+            f"{report.duration_seconds:.2f} s"
+        )
+
+
+@cli.command()
+@click.option("--repair", is_flag=True, help="Fix what is found (each fix is atomic).")
+@click.pass_obj
+def check(obj: Context, repair: bool) -> None:
+    """Scan the store for inconsistencies; exit 1 if any is left unrepaired."""
+    with obj.store() as store, _store_errors():
+        report = store.check(repair=repair)
+        click.echo(f"scanned {report.scanned_keys} keys")
+        for kind, description in PROBLEMS.items():
+            found = report.problems.get(kind, 0)
+            if found:
+                fixed = report.repaired.get(kind, 0)
+                click.echo(f"  {description}: {found}" + (f", repaired {fixed}" if repair else ""))
+        if report.unknown_keys:
+            click.echo(
+                f"  keys under the prefix that the store does not write: {report.unknown_keys}"
+            )
+        for example in report.examples:
+            click.echo(f"    {example}")
+        if report.unrepaired:
+            raise click.ClickException(
+                f"{report.unrepaired} problem(s) left; run `redis-sessions check --repair`"
+                if not repair
+                else f"{report.unrepaired} problem(s) could not be repaired"
+            )
+        click.echo("consistent" if not report.problems else "all problems repaired")
+
+
+@cli.command()
+@click.option("--queue", "queue_name", default="redis-sessions", show_default=True)
+@click.option("--interval", default=600, show_default=True, help="Seconds between sweeps.")
+@click.option("--max-age", type=Duration(), default=None, help="As for `sweep`.")
+@click.option("--burst", is_flag=True, help="Enqueue one sweep, run the queue empty, and exit.")
+@click.pass_obj
+def worker(
+    obj: Context, queue_name: str, interval: int, max_age: dt.timedelta | None, burst: bool
+) -> None:
+    """Run an RQ worker on QUEUE with the sweep scheduled every INTERVAL seconds."""
+    from .runner import run_worker
+
+    if obj.url is None:
+        raise click.UsageError(
+            "the worker needs --url or REDIS_URL (an embedded server would vanish)"
+        )
+    _or_usage_error(lambda: StoreConfig(key_prefix=obj.prefix))
+    try:
+        run_worker(
+            obj.url,
+            prefix=obj.prefix,
+            queue_name=queue_name,
+            interval=interval,
+            max_age=max_age,
+            burst=burst,
+        )
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis at {redact(obj.url)}: {exc}") from exc
+
+
+def _human(age: dt.timedelta) -> str:
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from redis.retry import Retry
 from .config import StoreConfig
 from .core import FolderSource, StoreCore, StoreStats, translate_error
 from .exceptions import InvalidInput
+from .keys import KeySpace
 from .maintenance import CheckReport, Progress, SweepReport
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
@@ -106,6 +107,11 @@ class SessionStore:
         return self._core.config
 
     @property
+    def keyspace(self) -> KeySpace:
+        """The key names of this store (for tools that inspect it)."""
+        return self._core.keys
+
+    @property
     def client(self) -> redis.Redis | RedisCluster:
         return self._client
 
@@ -143,12 +149,13 @@ class SessionStore:
             request.count,
             target_nodes=primaries[index],
         )
-        if isinstance(reply, dict):  # keyed by node name when a node is targeted
-            (reply,) = reply.values()
-        next_cursor, keys = int(reply[0]), list(reply[1])
+        node_cursor, keys = reply
+        if isinstance(node_cursor, dict):  # redis-py keys the cursor by node name
+            (node_cursor,) = node_cursor.values()
+        next_cursor = int(node_cursor)
         if next_cursor:
-            return (index, next_cursor), keys
-        return ((index + 1, 0) if index + 1 < len(primaries) else None), keys
+            return (index, next_cursor), list(keys)
+        return ((index + 1, 0) if index + 1 < len(primaries) else None), list(keys)
 
     def _run(self, op: Op[T]) -> T:
         """Drive one core operation: send each request it yields, feed back replies or errors."""

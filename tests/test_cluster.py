@@ -102,3 +102,36 @@ def test_store_runs_on_redis_cluster(cluster: RedisCluster) -> None:
         assert store.update_session_context(sid, user, missing) is False
     leftovers = list(cluster.scan_iter(match=f"{store.config.key_prefix}:*"))
     assert leftovers == []
+
+
+@pytest.mark.parametrize("cluster", cluster_params(), indirect=True)
+def test_sweep_and_check_on_redis_cluster(cluster: RedisCluster) -> None:
+    from .conftest import Clock
+
+    clock = Clock()
+    store = SessionStore(
+        cluster, config=StoreConfig(key_prefix=f"cs{uuid.uuid4().hex[:6]}"), clock=clock
+    )
+    users = [f"user-{i}" for i in range(30)]
+    old = {u: store.create_session(u) for u in users}
+    clock.advance(days=31)
+    fresh = {u: store.create_session(u) for u in users[:10]}
+    report = store.cleanup_expired_sessions(now=clock.now, batch_size=3)
+    assert (report.deleted, report.kept) == (30, 0)
+    for user in users:
+        assert [r.session_id for r in store.list_user_sessions(user)] == (
+            [fresh[user]] if user in fresh else []
+        )
+    assert store.check().problems == {}
+    store.client.delete(store.keyspace.session("user-0", fresh["user-0"]))
+    found = store.check(count=5)
+    assert found.problems == {"dangling-index": 1, "dangling-expiry": 1}
+    assert store.check(repair=True).unrepaired == 0
+    assert store.check().problems == {}
+    assert old  # the old sessions' keys are gone on every node:
+    leftover = [
+        k
+        for k in cluster.scan_iter(match=f"{store.config.key_prefix}:*")
+        if any(sid.encode() in k for sid in old.values())
+    ]
+    assert leftover == []

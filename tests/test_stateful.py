@@ -40,6 +40,7 @@ class ModelSession:
     turns: int = 0
     messages: list[str] = dataclasses.field(default_factory=list)
     activity: dt.datetime = dt.datetime.min
+    ended: bool = False
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -110,6 +111,15 @@ class StoreMachine(RuleBasedStateMachine):
         session.messages = [*session.messages, text][-MAX_MESSAGES:]
         assert turn == session.turns
 
+    @rule(sid=sessions)
+    def end(self, sid: str) -> None:
+        now = self.tick()
+        session = self.model.get(sid)
+        user = session.user if session else "alice"
+        assert self.store.end_session(sid, user) == (session is not None)
+        if session is not None:
+            session.ended, session.activity = True, now
+
     @rule(sid=consumes(sessions))
     def delete(self, sid: str) -> None:
         session = self.model.pop(sid, None)
@@ -151,6 +161,15 @@ class StoreMachine(RuleBasedStateMachine):
                 assert keyspace.session(user, sid) in keys
         for sid in self.deleted:
             assert not [k for k in keys if sid in k], sid
+            for user in USERS:  # nor any expiry entry
+                for index in keyspace.expiry(user):
+                    assert self.client.zscore(index, keyspace.expiry_member(user, sid)) is None
+        for sid, session in self.model.items():  # exactly one expiry entry, scored by activity
+            live, ended = keyspace.expiry(session.user)
+            member = keyspace.expiry_member(session.user, sid)
+            scores = (self.client.zscore(live, member), self.client.zscore(ended, member))
+            expected_ms = session.activity.timestamp() * 1000
+            assert scores == ((None, expected_ms) if session.ended else (expected_ms, None)), sid
         for key in keys:  # nothing but what the model explains
             if ":s:" in key:
                 sid = key.split(":s:")[1].split(":")[0]

@@ -1,0 +1,159 @@
+"""The sweep as an RQ job, run by a real SimpleWorker in burst mode on a real redis-server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+import redis
+from click.testing import CliRunner
+from rq import Queue, SimpleWorker
+from rq.cron import CronScheduler
+
+from redis_sessions import SessionStore, StoreConfig
+from redis_sessions.cli import cli
+from redis_sessions.embedded import EmbeddedRedis
+from redis_sessions.runner import make_scheduler
+from workers.sweeper import sweep_expired_sessions
+
+from .conftest import Clock
+
+
+def in_redis(store: SessionStore, user: str, sid: str) -> bool:
+    """Asked of Redis itself: this process's cache does not see another process's sweep (issue #5)."""
+    return bool(store.client.exists(store.keyspace.session(user, sid)))
+
+
+@pytest.fixture
+def seeded(real_server: EmbeddedRedis) -> tuple[SessionStore, list[str], str, Clock]:
+    # 40 days ago by the real clock, so that commands running on the real clock agree
+    clock = Clock(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40))
+    prefix = f"rq{uuid.uuid4().hex[:6]}"
+    store = SessionStore.from_url(
+        real_server.url, config=StoreConfig(key_prefix=prefix), clock=clock
+    )
+    old = [store.create_session(f"user-{i}") for i in range(5)]
+    clock.advance(days=40)
+    store.create_session("fresh")
+    return store, old, prefix, clock
+
+
+def test_scheduled_job_runs_on_a_simple_worker(
+    real_server: EmbeddedRedis, seeded: tuple[SessionStore, list[str], str, Clock]
+) -> None:
+    store, old, prefix, clock = seeded
+    connection = redis.Redis.from_url(real_server.url)
+    queue_name = f"q-{prefix}"
+    scheduler = CronScheduler(connection=connection)
+    scheduler.register(
+        sweep_expired_sessions,
+        queue_name=queue_name,
+        interval=600,
+        kwargs={"key_prefix": prefix, "now": clock.now.isoformat()},
+    )
+    (cron_job,) = scheduler.enqueue_jobs()  # an interval job that never ran is due at once
+    queue = Queue(queue_name, connection=connection)
+    (job_id,) = cron_job.get_job_ids(connection)
+    SimpleWorker([queue], connection=connection).work(burst=True)
+    job = queue.fetch_job(job_id)
+    assert job is not None and job.is_finished
+    result = job.return_value()
+    assert result["deleted"] == 5 and result["dry_run"] is False
+    assert not any(in_redis(store, f"user-{i}", sid) for i, sid in enumerate(old))
+    assert len(store.list_user_sessions("fresh")) == 1
+    connection.close()
+
+
+def test_a_second_sweep_skips_while_the_lock_is_held(
+    real_server: EmbeddedRedis, seeded: tuple[SessionStore, list[str], str, Clock]
+) -> None:
+    store, old, prefix, clock = seeded
+    connection = redis.Redis.from_url(real_server.url)
+    held = connection.lock(store.keyspace.sweep_lock(), timeout=60)
+    assert held.acquire(blocking=False)
+    result = sweep_expired_sessions(
+        url=real_server.url, key_prefix=prefix, now=clock.now.isoformat()
+    )
+    assert "skipped" in result
+    assert in_redis(store, "user-0", old[0])
+    held.release()
+    result = sweep_expired_sessions(
+        url=real_server.url, key_prefix=prefix, now=clock.now.isoformat()
+    )
+    assert result["deleted"] == 5
+    assert connection.exists(store.keyspace.sweep_lock()) == 0  # released, never left behind
+    connection.close()
+
+
+def test_cron_config_registers_the_sweep(
+    monkeypatch: pytest.MonkeyPatch, real_server: EmbeddedRedis
+) -> None:
+    monkeypatch.setenv("REDIS_SESSIONS_SWEEP_INTERVAL", "120")
+    monkeypatch.setenv("REDIS_SESSIONS_PREFIX", "custom")
+    import sys
+
+    sys.modules.pop("workers.cron_config", None)
+    scheduler = CronScheduler(connection=redis.Redis.from_url(real_server.url))
+    scheduler.load_config_from_file("workers.cron_config")
+    (job,) = scheduler.get_jobs()
+    assert job.func_name == "workers.sweeper.sweep_expired_sessions"
+    assert job.interval == 120 and job.kwargs == {"key_prefix": "custom"}
+    assert job.queue_name == "redis-sessions"
+
+
+def test_worker_command_in_burst_mode(
+    real_server: EmbeddedRedis, seeded: tuple[SessionStore, list[str], str, Clock]
+) -> None:
+    store, old, prefix, _ = seeded  # the old sessions are also older than 30 days by the real clock
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--url",
+            real_server.url,
+            "--prefix",
+            prefix,
+            "worker",
+            "--burst",
+            "--queue",
+            f"q-{prefix}",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert not any(in_redis(store, f"user-{i}", sid) for i, sid in enumerate(old))
+
+
+def test_scheduler_options_reach_the_job() -> None:
+    connection = redis.Redis()  # never contacted: registering does no I/O
+    scheduler = make_scheduler(
+        connection, prefix="p", queue_name="q", interval=30, max_age=dt.timedelta(days=2)
+    )
+    (job,) = scheduler.get_jobs()
+    assert job.kwargs == {"key_prefix": "p", "max_age_seconds": 172800.0} and job.interval == 30
+
+
+def test_sweep_and_check_commands(
+    real_server: EmbeddedRedis, seeded: tuple[SessionStore, list[str], str, Clock]
+) -> None:
+    store, old, prefix, _ = seeded
+    base = ["--url", real_server.url, "--prefix", prefix]
+    runner = CliRunner()
+    dry = runner.invoke(cli, [*base, "sweep", "--dry-run"])
+    assert dry.exit_code == 0 and "would delete 5 of 5" in dry.stdout
+    assert in_redis(store, "user-0", old[0])
+    store.client.delete(store.keyspace.session("user-1", old[1]))  # damage one session
+    check = runner.invoke(cli, [*base, "check"])
+    assert check.exit_code == 1 and "index entries without a record: 1" in check.stdout
+    assert "check --repair" in check.stderr
+    repaired = runner.invoke(cli, [*base, "check", "--repair"])
+    assert repaired.exit_code == 0 and "repaired" in repaired.stdout
+    swept = runner.invoke(cli, [*base, "sweep", "--max-age", "35d"])
+    assert swept.exit_code == 0 and "deleted 4 of 4" in swept.stdout and "35d" in swept.stdout
+    clean = runner.invoke(cli, [*base, "check"])
+    assert clean.exit_code == 0 and "consistent" in clean.stdout
+
+
+@pytest.mark.parametrize("bad", ["30", "d", "-1d", "0s", "1x"])
+def test_bad_durations_are_usage_errors(bad: str) -> None:
+    result = CliRunner().invoke(cli, ["--url", "redis://127.0.0.1:1/0", "sweep", "--max-age", bad])
+    assert result.exit_code == 2 and "duration" in result.stderr
