@@ -28,9 +28,10 @@ lint: $(STAMP)
 
 check: lint test
 
-## bench: the key-layout and encoding measurements (own throwaway redis-server)
+## bench: layout/encoding and sweep-rate measurements (own throwaway redis-servers; ~2 min, ~600 MB)
 bench: $(STAMP)
 	$(BIN)/python -m bench.layout
+	$(BIN)/python -m bench.sweep
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

@@ -285,44 +285,45 @@ def check(
 Suspect = tuple[str, str, str, int]  # (problem, user_id, session_id, activity score for a repair)
 
 
+def _sessions_of(infos: list[KeyInfo]) -> list[tuple[str, str]]:
+    """(user_id, session_id) of keys that belong to one session (record, msgs, wb)."""
+    return [(i.user_id, i.session_id) for i in infos if i.user_id and i.session_id]
+
+
 def _check_records(core: StoreCore, records: list[KeyInfo]) -> Op[list[Suspect]]:
-    if not records:
+    sessions = _sessions_of(records)
+    if not sessions:
         return []
     commands: list[tuple[Arg, ...]] = []
-    for info in records:
-        assert info.user_id is not None and info.session_id is not None
-        member = core.keys.expiry_member(info.user_id, info.session_id)
-        live_key, ended_key = core.keys.expiry(info.user_id)
+    for user_id, session_id in sessions:
+        member = core.keys.expiry_member(user_id, session_id)
+        live_key, ended_key = core.keys.expiry(user_id)
         commands += [
-            ("ZSCORE", core.keys.index(info.user_id), info.session_id),
+            ("ZSCORE", core.keys.index(user_id), session_id),
             ("ZSCORE", live_key, member),
             ("ZSCORE", ended_key, member),
-            ("HGET", core.keys.session(info.user_id, info.session_id), "updated_at"),
+            ("HGET", core.keys.session(user_id, session_id), "updated_at"),
         ]
     replies = yield Pipeline(tuple(commands))
     out: list[Suspect] = []
-    for i, info in enumerate(records):
+    for i, (user_id, session_id) in enumerate(sessions):
         indexed, live, ended, updated = replies[4 * i : 4 * i + 4]
-        assert info.user_id is not None and info.session_id is not None
         score = _score(updated, core)
         if indexed is None:
-            out.append(("unindexed", info.user_id, info.session_id, score))
+            out.append(("unindexed", user_id, session_id, score))
         if live is None and ended is None:
-            out.append(("no-expiry", info.user_id, info.session_id, score))
+            out.append(("no-expiry", user_id, session_id, score))
     return out
 
 
 def _check_parts(core: StoreCore, parts: list[KeyInfo]) -> Op[list[Suspect]]:
-    if not parts:
+    sessions = _sessions_of(parts)
+    if not sessions:
         return []
-    commands: list[tuple[Arg, ...]] = []
-    for info in parts:
-        assert info.user_id is not None and info.session_id is not None
-        commands.append(("EXISTS", core.keys.session(info.user_id, info.session_id)))
-    replies = yield Pipeline(tuple(commands))
+    replies = yield Pipeline(tuple(("EXISTS", core.keys.session(u, s)) for u, s in sessions))
     return [
-        ("orphan-parts", info.user_id, info.session_id, 0)  # type: ignore[misc]
-        for info, exists in zip(parts, replies, strict=True)
+        ("orphan-parts", u, s, 0)
+        for (u, s), exists in zip(sessions, replies, strict=True)
         if not exists
     ]
 
