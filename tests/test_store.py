@@ -498,13 +498,14 @@ def test_a_client_that_decodes_responses_is_refused() -> None:
 def test_store_as_context_manager_closes_its_own_client(real_backend_url: str) -> None:
     import redis
 
-    def connected(observer: redis.Redis) -> int:
-        return int(observer.info("clients")["connected_clients"])
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+
+    def mine(observer: redis.Redis) -> int:
+        return sum(1 for c in observer.client_list() if c.get("name") == name)
 
     with redis.Redis.from_url(real_backend_url) as observer:
-        before = connected(observer)
-        with SessionStore.from_url(real_backend_url) as store:
+        with SessionStore.from_url(real_backend_url, client_name=name) as store:
             sid = store.create_session("alice")
             store.delete_session(sid, "alice")
-            assert connected(observer) == before + 1
-        assert connected(observer) == before
+            assert mine(observer) == 1
+        assert mine(observer) == 0
