@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .aio import AsyncSessionStore
 from .config import StoreConfig
 from .core import StoreStats
 from .exceptions import (
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnalysisResult",
+    "AsyncSessionStore",
     "BackendError",
     "FocusObjective",
     "Folder",

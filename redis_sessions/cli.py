@@ -364,7 +364,7 @@ def describe_user_keys(store: SessionStore, user: str) -> list[str]:
                 items += [field, value]
         elif kind == "zset":
             lines.append(f"> ZRANGE {_arg(name)} 0 -1 WITHSCORES")
-            scored: list[tuple[bytes, float]] = client.zrange(name, 0, -1, withscores=True)  # type: ignore[assignment]
+            scored: list[tuple[bytes, float]] = client.zrange(name, 0, -1, withscores=True)
             for member, score in scored:
                 items += [member, f"{score:.17g}"]
         else:

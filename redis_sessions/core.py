@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -37,15 +37,16 @@ from .folders import analysis_from_folder
 from .keys import KeySpace, check_user_id, check_uuid
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
-from .requests import Arg, Command, Op, RunScript
+from .requests import Arg, Command, LoadFolder, Op, RunScript
 from .scripts import ScriptName
 from .validation import validate_context
 
 logger = logging.getLogger("redis_sessions")
 
 
-#: Reads from a folder source of the app: (folder_id, user_id) -> Folder or None.
-FolderSource = Callable[[str, str], "Folder | None"]
+#: Reads from a folder source of the app: (folder_id, user_id) -> Folder or None, or an awaitable
+#: of one (async sources work with AsyncSessionStore only).
+FolderSource = Callable[[str, str], "Folder | Awaitable[Folder | None] | None"]
 
 MAX_LIST_LIMIT: Final = 100
 
@@ -226,7 +227,7 @@ class StoreCore:
         context.folder_id = None
         redis_folder = fid
         if fid is not None and self.folder_source is not None:
-            context = self._apply_folder_source(context, fid, uid)
+            context = yield from self._apply_folder_source(context, fid, uid)
             redis_folder = None
         now = self.now()
         for _ in range(3):  # a UUID4 collision is practically impossible; never overwrite one
@@ -296,11 +297,9 @@ class StoreCore:
 
     def _apply_folder_source(
         self, context: TutorContext, folder_id: str, user_id: str
-    ) -> TutorContext:
-        source = self.folder_source
-        assert source is not None
+    ) -> Op[TutorContext]:
         try:
-            folder = source(folder_id, user_id)
+            folder = yield LoadFolder(folder_id, user_id)
             if folder is None:
                 logger.warning(
                     "folder %s of user %r not found: session created without it", folder_id, user_id
@@ -552,7 +551,8 @@ class StoreCore:
     def get_folder_data(self, folder_id: str | uuid.UUID, user_id: str) -> Op[Folder | None]:
         fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
         if self.folder_source is not None:
-            return self.folder_source(fid, uid)
+            found: Folder | None = yield LoadFolder(fid, uid)
+            return found
         key = self.keys.folder(uid, fid)
         fields = yield Command(("HGETALL", key))
         if not fields:

@@ -53,5 +53,14 @@ class ScanBatch:
     cursor: Any = None
 
 
-Request = Command | RunScript | Pipeline | ScanBatch
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadFolder:
+    """Ask the store's folder source (a plain or an async callable) for a folder; the reply is
+    what it returned (a Folder or None). What it raises is thrown into the operation."""
+
+    folder_id: str
+    user_id: str
+
+
+Request = Command | RunScript | Pipeline | ScanBatch | LoadFolder
 Op = Generator[Request, Any, T]

@@ -164,7 +164,7 @@ def test_interleaved_writes_never_leave_a_stale_cache_entry(
         other.state = "from B"
         store.update_session_context(sid, "alice", other)
     with pytest.raises(StopIteration):
-        op.send(store._send(request))
+        op.send(store._execute(request))
     cached = store._core.cache.peek(("alice", sid))
     assert cached is None or cached == store.client.hgetall(store._core.keys.session("alice", sid))
     session = store.get_session(sid, "alice")
@@ -181,9 +181,9 @@ def test_a_read_that_saw_redis_before_a_write_never_fills_the_cache(store: Sessi
     write_request = next(write)  # the write has begun
     read = store._core.get_session(sid, "alice")
     read_request = next(read)  # a read starts while the write is in flight
-    stale_reply = store._send(read_request)  # Redis answered the read before the write ran
+    stale_reply = store._execute(read_request)  # Redis answered the read before the write ran
     with pytest.raises(StopIteration):
-        write.send(store._send(write_request))
+        write.send(store._execute(write_request))
     with pytest.raises(StopIteration) as done:
         read.send(stale_reply)
     assert done.value.value.context.session_goal == "old"  # what it saw, returned as such

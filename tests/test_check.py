@@ -72,13 +72,13 @@ def test_a_problem_fixed_by_a_racing_write_is_not_reported(store: SessionStore) 
     store.client.delete(store.keyspace.session("alice", sid))
     op = store._core.check()
     request = next(op)
-    reply = store._send(request)
+    reply = store._execute(request)
     request = op.send(reply)
     # before the check confirms anything, a delete cleans the remains up
     store.delete_session(sid, "alice")
     try:
         while True:
-            request = op.send(store._send(request))
+            request = op.send(store._execute(request))
     except StopIteration as stop:
         report = stop.value
     assert report.problems == {}

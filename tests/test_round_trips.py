@@ -15,14 +15,16 @@ from redis_sessions.samples import realistic_context
 
 
 class Recorder:
+    """Counts the requests the driver performs: each one is one round trip."""
+
     def __init__(self, store: SessionStore) -> None:
         self.requests: list[Request] = []
-        self._send = store._send
-        store._send = self  # type: ignore[method-assign]
+        self._perform = store._perform
+        store._perform = self  # type: ignore[method-assign]
 
-    def __call__(self, request: Request) -> Any:
+    async def __call__(self, request: Request) -> Any:
         self.requests.append(request)
-        return self._send(request)
+        return await self._perform(request)
 
     def take(self) -> list[Request]:
         out, self.requests = self.requests, []

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PUBLIC = {
     "AnalysisResult",
+    "AsyncSessionStore",
     "BackendError",
     "FocusObjective",
     "Folder",

@@ -128,13 +128,13 @@ def test_a_session_touched_after_it_was_picked_is_kept(store: SessionStore, cloc
     request = next(op)
     while not isinstance(request, RunScript):  # discovery: the session is picked
         assert isinstance(request, Pipeline)
-        request = op.send(store._send(request))
+        request = op.send(store._execute(request))
     store.append_message(sid, "alice", "user", "I am back")  # touched before the delete runs
-    reply = store._send(request)
+    reply = store._execute(request)
     try:
         while True:
             request = op.send(reply)
-            reply = store._send(request)
+            reply = store._execute(request)
     except StopIteration as stop:
         report = stop.value
     assert (report.scanned, report.deleted, report.kept) == (1, 0, 1)
@@ -170,7 +170,7 @@ def test_interrupted_sweep_is_finished_by_the_next(store: SessionStore, clock: C
     request, scripts = next(op), 0
     while scripts < 10:  # killed after ten slots were swept
         scripts += isinstance(request, RunScript)
-        request = op.send(store._send(request))
+        request = op.send(store._execute(request))
     op.close()
     assert sum(1 for u in users if store.list_user_sessions(u)) == 30  # ten slots were swept
     assert store.check().problems == {}  # nothing half-deleted

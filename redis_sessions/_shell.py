@@ -1,0 +1,455 @@
+"""What the sync and the async store share: every public operation, written once, and one driver.
+
+A public operation is an :class:`operation`: a function that builds a core operation (a generator of
+Redis requests, see :mod:`redis_sessions.core`). Looked up on a :class:`~redis_sessions.SessionStore`
+it is a plain method returning the result; on an :class:`~redis_sessions.AsyncSessionStore` it is a
+coroutine function. The driver (:meth:`StoreBase._drive`) is one ``async def``: the async store awaits
+it; the sync store runs the very same coroutine to completion in one step, which works because with a
+sync client nothing in it ever waits (every redis-py call returns its reply, not an awaitable). So no
+I/O code exists twice, and none is generated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    TypeVar,
+    cast,
+    overload,
+)
+
+import redis.exceptions as rex
+from redis.backoff import ExponentialWithJitterBackoff
+
+from .config import StoreConfig
+from .core import FolderSource, StoreCore, StoreStats, translate_error
+from .exceptions import InvalidInput
+from .keys import KeySpace
+from .maintenance import CheckReport, Progress, SweepReport
+from .models import TutorContext
+from .records import Folder, Message, Session, SessionInfo, ValidationResult
+from .requests import Command, LoadFolder, Op, Pipeline, Request, RunScript, ScanBatch
+from .scripts import all_sources
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .aio import AsyncSessionStore
+    from .store import SessionStore
+
+P = ParamSpec("P")
+T = TypeVar("T")
+S = TypeVar("S", bound="StoreBase")
+
+#: Connection settings ``from_url`` uses unless told otherwise: fail in seconds, not minutes.
+DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 2.0,
+    "health_check_interval": 30,
+}
+
+
+class operation(Generic[P, T]):
+    """A public store operation, defined once for both stores (see the module docstring)."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Op[T]]) -> None:
+        self.build = build
+        functools.update_wrapper(cast(Any, self), build)
+
+    @overload
+    def __get__(self, store: None, owner: type) -> operation[P, T]: ...
+    @overload
+    def __get__(self, store: SessionStore, owner: type) -> Callable[P, T]: ...
+    @overload
+    def __get__(
+        self, store: AsyncSessionStore, owner: type
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(self, store: StoreBase | None, owner: type) -> Any:
+        if store is None:
+            return self
+        build = self.build
+        if store.is_async:
+
+            async def bound_async(*args: P.args, **kwargs: P.kwargs) -> T:
+                return await store._drive(build(store, *args, **kwargs))
+
+            bound: Any = bound_async
+        else:
+
+            def bound_sync(*args: P.args, **kwargs: P.kwargs) -> T:
+                return store._run_now(build(store, *args, **kwargs))
+
+            bound = bound_sync
+        return functools.update_wrapper(bound, build)
+
+
+async def _settle(value: Any) -> Any:
+    """A redis-py reply: awaited when the client is async, as it is when the client is sync."""
+    return await value if inspect.isawaitable(value) else value
+
+
+class StoreBase:
+    """The store, less the choice of redis-py flavour (sync or asyncio) made by its subclasses."""
+
+    is_async: ClassVar[bool]
+    #: The redis-py client class and Retry class ``from_url`` uses.
+    _client_class: ClassVar[Any]
+    _retry_class: ClassVar[Any]
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        config: StoreConfig | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        folder_source: FolderSource | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        """Wrap an existing redis-py client (made with ``decode_responses=False``); a
+        ``RedisCluster`` works too: every script touches one hash slot.
+
+        ``clock`` returns the current time (timezone-aware); ``folder_source(folder_id, user_id)``
+        replaces the folders kept in Redis for apps whose folders live elsewhere (with the async
+        store it may be a coroutine function).
+        """
+        kwargs = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
+        if kwargs.get("decode_responses"):
+            raise InvalidInput("the store needs a client made with decode_responses=False")
+        self._core = StoreCore(config, clock=clock, folder_source=folder_source)
+        self._client = client
+        self._owns_client = owns_client
+        self._scripts = {name: client.register_script(src) for name, src in all_sources().items()}
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        config: StoreConfig | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        folder_source: FolderSource | None = None,
+        **client_options: Any,
+    ) -> Self:
+        """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+
+        ``client_options`` go to redis-py's ``Redis.from_url`` over DEFAULT_CLIENT_OPTIONS and three
+        retries with jittered backoff (at most ~1 s in all). Raises InvalidInput for a malformed
+        URL. The store closes this client when it is closed.
+        """
+        retry = cls._retry_class(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
+        options = {**DEFAULT_CLIENT_OPTIONS, "retry": retry, **client_options}
+        try:
+            client = cls._client_class.from_url(url, **options)
+        except ValueError as exc:
+            raise InvalidInput(f"invalid Redis URL {url!r}: {exc}") from exc
+        return cls(
+            client, config=config, clock=clock, folder_source=folder_source, owns_client=True
+        )
+
+    @property
+    def config(self) -> StoreConfig:
+        return self._core.config
+
+    @property
+    def keyspace(self) -> KeySpace:
+        """The key names of this store (for tools that inspect it)."""
+        return self._core.keys
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client the store holds."""
+        return self._client
+
+    # ------------------------------------------------------------------ the driver
+
+    def _run_now(self, op: Op[T]) -> T:
+        """Drive ``op`` to its result in this thread (the sync store: nothing ever waits)."""
+        coroutine = self._drive(op)
+        try:
+            coroutine.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        coroutine.close()
+        raise TypeError("a sync store was handed an awaitable (an async folder source?)")
+
+    async def _drive(self, op: Op[T]) -> T:
+        """Perform each request ``op`` yields, feed it the reply (or the error), return its result.
+
+        However it ends (result, error, cancellation), ``op`` is closed, so that what it holds in
+        flight (a write's cache bracket) is released.
+        """
+        try:
+            request = next(op)
+            while True:
+                try:
+                    reply = await self._perform(request)
+                except rex.RedisError as exc:
+                    request = op.throw(translate_error(exc))
+                except Exception as exc:
+                    if not isinstance(request, LoadFolder):
+                        raise
+                    request = op.throw(exc)  # the app's folder source failed
+                else:
+                    request = op.send(reply)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            op.close()
+
+    async def _perform(self, request: Request) -> Any:
+        """One request, one round trip."""
+        client = self._client
+        if isinstance(request, Command):
+            return await _settle(client.execute_command(*request.args))
+        if isinstance(request, RunScript):
+            script = self._scripts[request.name]
+            return await _settle(script(keys=request.keys, args=request.args))
+        if isinstance(request, Pipeline):
+            pipe = client.pipeline(transaction=False)
+            for command in request.commands:
+                pipe.execute_command(*command)
+            return await _settle(pipe.execute())
+        if isinstance(request, ScanBatch):
+            return await self._scan(request)
+        source = self._core.folder_source
+        assert source is not None
+        return await _settle(source(request.folder_id, request.user_id))
+
+    async def _scan(self, request: ScanBatch) -> tuple[Any, list[Any]]:
+        """One SCAN step; on a cluster the cursor is (primary index, that node's cursor)."""
+        client = self._client
+        if not hasattr(client, "get_primaries"):
+            cursor, keys = await _settle(
+                client.scan(request.cursor or 0, match=request.match, count=request.count)
+            )
+            return (cursor or None), list(keys)
+        primaries = client.get_primaries()
+        index, cursor = request.cursor or (0, 0)
+        node_cursor, keys = await _settle(
+            client.execute_command(
+                "SCAN",
+                cursor,
+                "MATCH",
+                request.match,
+                "COUNT",
+                request.count,
+                target_nodes=primaries[index],
+            )
+        )
+        if isinstance(node_cursor, dict):  # redis-py keys the cursor by node name
+            (node_cursor,) = node_cursor.values()
+        if int(node_cursor):
+            return (index, int(node_cursor)), list(keys)
+        return ((index + 1, 0) if index + 1 < len(primaries) else None), list(keys)
+
+    @operation
+    def _execute(self, request: Request) -> Op[Any]:
+        """One raw request through the driver (for tools and tests)."""
+        reply = yield request
+        return reply
+
+    # ------------------------------------------------------------------ sessions
+
+    @operation
+    def create_session(
+        self,
+        user_id: str,
+        folder_id: str | uuid.UUID | None = None,
+        initial_context: TutorContext | Mapping[str, Any] | None = None,
+    ) -> Op[str]:
+        """Create a session and return its new id (a random UUID4). One round trip.
+
+        The context starts at the reference defaults merged with ``initial_context`` (a TutorContext
+        or a mapping; its session_id is replaced by the new id). With ``folder_id``, a folder of this
+        user copies its vector_store_id and its knowledge base (as an AnalysisResult) into the
+        context; a missing, foreign or failing folder logs a warning and the session is created
+        without folder data. Raises InvalidInput for a bad user id or context, writing nothing.
+        """
+        return self._core.create_session(user_id, folder_id, initial_context)
+
+    @operation
+    def get_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[Session | None]:
+        """The session with its metadata and version, or None. One round trip; none on a cache hit.
+
+        A record that cannot be decoded reads as None and is logged with its key.
+        """
+        return self._core.get_session(session_id, user_id)
+
+    @operation
+    def get_session_context(
+        self, session_id: str | uuid.UUID, user_id: str, *, history: int = 0
+    ) -> Op[TutorContext | None]:
+        """The session's context, or None. One round trip (none on a cache hit when history=0).
+
+        Fields missing in the stored record take their defaults. With ``history=N`` the last N
+        messages fill ``history`` (``{"role", "content"}``, oldest first) and their whiteboard
+        snapshots fill ``whiteboard_history``, read in the same round trip as the context.
+        """
+        return self._core.get_session_context(session_id, user_id, history=history)
+
+    @operation
+    def update_session_context(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        context: TutorContext,
+        *,
+        expected_version: int | None = None,
+    ) -> Op[bool]:
+        """Store ``context`` as the session's context; bump its version and last activity.
+
+        One round trip. Only the lean form is stored: ``history`` and ``whiteboard_history`` are
+        never written into the record (keep them with ``append_message``).
+        ``latest_turn_no`` and ``latest_snapshot_index`` are only ever raised, never lowered.
+        Returns False for a missing or foreign session, which is never re-created. With
+        ``expected_version``, raises VersionConflict when the stored version differs.
+        """
+        return self._core.update_session_context(
+            session_id, user_id, context, expected_version=expected_version
+        )
+
+    @operation
+    def session_exists(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        """Whether the session exists for this user. One round trip; none on a cache hit."""
+        return self._core.session_exists(session_id, user_id)
+
+    @operation
+    def end_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        """Record ``ended_at`` (the first end time is kept). False if missing. One round trip."""
+        return self._core.end_session(session_id, user_id)
+
+    @operation
+    def delete_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        """Delete the session with its messages, snapshots, index and expiry entries, atomically
+        (one Lua script, one round trip). Returns whether the record existed."""
+        return self._core.delete_session(session_id, user_id)
+
+    @operation
+    def list_user_sessions(
+        self, user_id: str, limit: int = 50, offset: int = 0
+    ) -> Op[list[SessionInfo]]:
+        """The user's sessions, most recent activity first; ``limit`` is capped at 100.
+
+        One round trip. Index entries whose record is gone are pruned, never returned.
+        """
+        return self._core.list_user_sessions(user_id, limit, offset)
+
+    # ------------------------------------------------------------------ messages
+
+    @operation
+    def append_message(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        role: str,
+        text: str,
+        *,
+        payload: Any = None,
+        whiteboard_actions: list[dict[str, Any]] | None = None,
+    ) -> Op[int]:
+        """Append a message and return its turn number (allocated atomically). One round trip.
+
+        With ``whiteboard_actions`` a snapshot is stored whose index is that turn number. At most
+        ``StoreConfig.max_messages`` are kept (the oldest, with their snapshots, are trimmed).
+        Raises SessionNotFound for a missing or foreign session.
+        """
+        return self._core.append_message(
+            session_id, user_id, role, text, payload=payload, whiteboard_actions=whiteboard_actions
+        )
+
+    @operation
+    def get_messages(
+        self, session_id: str | uuid.UUID, user_id: str, limit: int = 50
+    ) -> Op[list[Message]]:
+        """The last ``limit`` messages, oldest first ([] for a missing session). One round trip."""
+        return self._core.get_messages(session_id, user_id, limit)
+
+    # ------------------------------------------------------------------ folders
+
+    @operation
+    def put_folder(self, user_id: str, folder: Folder) -> Op[Folder]:
+        """Create or replace a folder of the user; returns it as stored. One round trip."""
+        return self._core.put_folder(user_id, folder)
+
+    @operation
+    def get_folder_data(self, folder_id: str | uuid.UUID, user_id: str) -> Op[Folder | None]:
+        """The folder if this user owns it, else None. One round trip (none with a folder source,
+        which is asked instead)."""
+        return self._core.get_folder_data(folder_id, user_id)
+
+    @operation
+    def delete_folder(self, folder_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        """Delete a folder of the user (sessions keep what they copied). One round trip."""
+        return self._core.delete_folder(folder_id, user_id)
+
+    # ------------------------------------------------------------------ maintenance
+
+    @operation
+    def cleanup_expired_sessions(
+        self,
+        max_age: dt.timedelta | None = None,
+        *,
+        now: dt.datetime | None = None,
+        batch_size: int = 100,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> Op[SweepReport]:
+        """Delete every session idle longer than ``max_age`` (default ``StoreConfig.max_age``;
+        ended sessions: ``StoreConfig.ended_max_age`` when set), with the same cascade as
+        ``delete_session``, atomically per session, and evict them from this store's cache.
+
+        ``now`` is the clock's time when omitted. Each candidate's activity is checked again inside
+        the deleting script, so a session touched after it was picked is kept. Safe to run from
+        several processes at once, idempotent, and a sweep killed at any point leaves nothing
+        half-deleted. Round trips: 2 x 16384 / 512 = 64 pipelined reads of the per-slot expiry
+        indexes, plus one script per slot that holds expired sessions (per ``batch_size`` of them).
+        ``dry_run`` finds and counts without deleting. ``progress(done, total)`` is told of each
+        batch of slots.
+        """
+        return self._core.cleanup_expired_sessions(
+            max_age, now=now, batch_size=batch_size, dry_run=dry_run, progress=progress
+        )
+
+    @operation
+    def check(
+        self, *, repair: bool = False, count: int = 1000, progress: Progress | None = None
+    ) -> Op[CheckReport]:
+        """Scan the whole store (SCAN in batches of about ``count`` keys) for inconsistencies:
+        records without index or expiry entries, index or expiry entries without records, messages
+        or snapshots without records. Each one is confirmed atomically before it is reported, and
+        fixed with ``repair``. Round trips grow with the number of keys (about 2 per batch)."""
+        return self._core.check(repair=repair, count=count, progress=progress)
+
+    # ------------------------------------------------------------------ no I/O
+
+    @operation
+    def validate_session_context(self, data: object) -> Op[ValidationResult]:
+        """Validate a context (JSON bytes or str, a mapping, or a TutorContext); no round trip.
+
+        Reports every problem with its path (``$.user_model_state...``) and returns the
+        normalized context when valid.
+        """
+        return _done(self._core.validate_session_context(data))
+
+    @operation
+    def stats(self) -> Op[StoreStats]:
+        """Cache hits, misses, hit rate, size, and undecodable records seen. No round trip."""
+        return _done(self._core.stats())
+
+
+def _done(value: T) -> Op[T]:
+    """An operation that needs no round trip: it returns at once."""
+    return value
+    yield  # pragma: no cover - makes this a generator
