@@ -51,11 +51,15 @@ P = ParamSpec("P")
 T = TypeVar("T")
 S = TypeVar("S", bound="StoreBase")
 
-#: Connection settings ``from_url`` uses unless told otherwise: fail in seconds, not minutes.
+#: Connection settings ``from_url`` uses unless told otherwise: fail in seconds, not minutes, and
+#: let a burst of concurrent calls wait for one of ``max_connections`` (redis-py's default pools
+#: raise "Too many connections" past 100 at once instead of waiting).
 DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
     "socket_timeout": 5.0,
     "socket_connect_timeout": 2.0,
     "health_check_interval": 30,
+    "max_connections": 64,
+    "timeout": 5.0,  # seconds a call waits for a free connection before StoreUnavailable
 }
 
 
@@ -102,8 +106,9 @@ class StoreBase:
     """The store, less the choice of redis-py flavour (sync or asyncio) made by its subclasses."""
 
     is_async: ClassVar[bool]
-    #: The redis-py client class and Retry class ``from_url`` uses.
+    #: The redis-py client, blocking pool and Retry classes ``from_url`` uses.
     _client_class: ClassVar[Any]
+    _pool_class: ClassVar[Any]
     _retry_class: ClassVar[Any]
 
     def __init__(
@@ -125,6 +130,8 @@ class StoreBase:
         kwargs = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
         if kwargs.get("decode_responses"):
             raise InvalidInput("the store needs a client made with decode_responses=False")
+        if not self.is_async and inspect.iscoroutinefunction(folder_source):
+            raise InvalidInput("an async folder source needs AsyncSessionStore")
         self._core = StoreCore(config, clock=clock, folder_source=folder_source)
         self._client = client
         self._owns_client = owns_client
@@ -142,16 +149,18 @@ class StoreBase:
     ) -> Self:
         """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-        ``client_options`` go to redis-py's ``Redis.from_url`` over DEFAULT_CLIENT_OPTIONS and three
-        retries with jittered backoff (at most ~1 s in all). Raises InvalidInput for a malformed
-        URL. The store closes this client when it is closed.
+        The client has a blocking connection pool: ``client_options`` go to redis-py's
+        ``BlockingConnectionPool.from_url`` over DEFAULT_CLIENT_OPTIONS and three retries with
+        jittered backoff (at most ~1 s in all). Raises InvalidInput for a malformed URL. The store
+        closes this client (and its pool) when it is closed.
         """
         retry = cls._retry_class(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
         options = {**DEFAULT_CLIENT_OPTIONS, "retry": retry, **client_options}
         try:
-            client = cls._client_class.from_url(url, **options)
+            pool = cls._pool_class.from_url(url, **options)
         except ValueError as exc:
             raise InvalidInput(f"invalid Redis URL {url!r}: {exc}") from exc
+        client = cls._client_class.from_pool(pool)
         return cls(
             client, config=config, clock=clock, folder_source=folder_source, owns_client=True
         )

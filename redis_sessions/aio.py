@@ -26,6 +26,7 @@ class AsyncSessionStore(StoreBase):
 
     is_async = True
     _client_class = redis.asyncio.Redis
+    _pool_class = redis.asyncio.BlockingConnectionPool
     _retry_class = Retry
 
     async def aclose(self) -> None:

@@ -21,6 +21,7 @@ class SessionStore(StoreBase):
 
     is_async = False
     _client_class = redis.Redis
+    _pool_class = redis.BlockingConnectionPool
     _retry_class = Retry
 
     def close(self) -> None:

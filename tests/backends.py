@@ -25,10 +25,15 @@ from redis_sessions.embedded import RedisBinary
 class Backend:
     name: str  # "fakeredis" or "redis-<major.minor>"
     binary: RedisBinary | None  # None for fakeredis
+    flavor: str = "sync"  # which store: "sync" (SessionStore) or "async" (AsyncSessionStore)
 
     @property
     def real(self) -> bool:
         return self.binary is not None
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.flavor}"
 
 
 def _version(path: str) -> str:
@@ -72,4 +77,15 @@ def all_backends() -> tuple[Backend, ...]:
 
 
 def backend_params(*, real_only: bool = False) -> list[object]:
-    return [pytest.param(b, id=b.name) for b in all_backends() if b.real or not real_only]
+    """Every server backend with the sync and the async store (the parity table)."""
+    return [
+        pytest.param(Backend(b.name, b.binary, flavor), id=f"{b.name}-{flavor}")
+        for b in all_backends()
+        if b.real or not real_only
+        for flavor in ("sync", "async")
+    ]
+
+
+def server_params() -> list[object]:
+    """Every real server, for tests that are about the server rather than a store."""
+    return [pytest.param(b, id=b.name) for b in all_backends() if b.real]

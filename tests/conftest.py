@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator
@@ -8,11 +9,13 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+import redis.asyncio
 
-from redis_sessions import SessionStore, StoreConfig
+from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig
 from redis_sessions.embedded import EmbeddedRedis
 
-from .backends import Backend, all_backends, backend_params
+from .backends import Backend, all_backends, backend_params, server_params
+from .facade import SyncFacade
 
 _servers: dict[str, EmbeddedRedis] = {}
 
@@ -39,7 +42,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return b
 
 
-@pytest.fixture(params=backend_params(real_only=True))
+@pytest.fixture(params=server_params())
 def real_backend(request: pytest.FixtureRequest) -> Backend:
     b: Backend = request.param
     return b
@@ -80,6 +83,35 @@ def make_client(backend: Backend, servers: dict[str, EmbeddedRedis]) -> redis.Re
     return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 
 
+class StoreMaker:
+    """Makes stores of one backend and flavor; the async flavor comes wrapped in a SyncFacade."""
+
+    def __init__(self, backend: Backend, servers: dict[str, EmbeddedRedis]) -> None:
+        self.backend = backend
+        self.client = make_client(backend, servers)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_client: Any = None
+        if backend.flavor == "async":
+            self.loop = asyncio.new_event_loop()
+            if backend.real:
+                self.async_client = redis.asyncio.Redis.from_url(server_for(backend, servers).url)
+            else:
+                server = self.client.connection_pool.connection_kwargs["server"]
+                self.async_client = fakeredis.FakeAsyncRedis(server=server)
+
+    def __call__(self, config: StoreConfig, **options: Any) -> Any:
+        if self.loop is None:
+            return SessionStore(self.client, config=config, **options)
+        store = AsyncSessionStore(self.async_client, config=config, **options)
+        return SyncFacade(store, self.loop, self.client)
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.run_until_complete(self.async_client.aclose())
+            self.loop.close()
+        self.client.close()
+
+
 def delete_prefix(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
@@ -118,4 +150,6 @@ def store(store_factory: StoreFactory, clock: Clock) -> SessionStore:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return ["backends: " + ", ".join(b.name for b in all_backends())]
+    return [
+        "backends: " + ", ".join(b.name for b in all_backends()) + " (each: sync and async store)"
+    ]

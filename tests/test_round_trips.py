@@ -18,9 +18,10 @@ class Recorder:
     """Counts the requests the driver performs: each one is one round trip."""
 
     def __init__(self, store: SessionStore) -> None:
+        inner = getattr(store, "wrapped", store)  # the AsyncSessionStore inside a SyncFacade
         self.requests: list[Request] = []
-        self._perform = store._perform
-        store._perform = self  # type: ignore[method-assign]
+        self._perform = inner._perform
+        inner._perform = self
 
     async def __call__(self, request: Request) -> Any:
         self.requests.append(request)

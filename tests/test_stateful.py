@@ -11,7 +11,6 @@ import datetime as dt
 import uuid
 
 import pytest
-import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -26,7 +25,7 @@ from hypothesis.stateful import (
 from redis_sessions import SessionNotFound, SessionStore, StoreConfig, TutorContext
 
 from .backends import Backend
-from .conftest import Clock, delete_prefix, make_client
+from .conftest import Clock, StoreMaker, delete_prefix
 
 USERS = ["alice", "bob", "a{b}:c", "ü 🎓", "}"]
 MAX_MESSAGES = 3
@@ -44,16 +43,15 @@ class ModelSession:
 
 
 class StoreMachine(RuleBasedStateMachine):
-    client: redis.Redis
+    maker: StoreMaker
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
         self.prefix = f"sm{uuid.uuid4().hex[:10]}"
-        self.store = SessionStore(
-            self.client,
-            config=StoreConfig(key_prefix=self.prefix, max_messages=MAX_MESSAGES),
-            clock=self.clock,
+        self.client = self.maker.client
+        self.store: SessionStore = self.maker(
+            StoreConfig(key_prefix=self.prefix, max_messages=MAX_MESSAGES), clock=self.clock
         )
         self.model: dict[str, ModelSession] = {}
         self.deleted: set[str] = set()
@@ -184,8 +182,8 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 def test_store_matches_model(backend: Backend, real_servers: dict) -> None:
-    client = make_client(backend, real_servers)
-    StoreMachine.client = client
+    maker = StoreMaker(backend, real_servers)
+    StoreMachine.maker = maker
     try:
         run_state_machine_as_test(
             StoreMachine,
@@ -197,4 +195,4 @@ def test_store_matches_model(backend: Backend, real_servers: dict) -> None:
             ),
         )
     finally:
-        client.close()
+        maker.close()
