@@ -12,10 +12,8 @@ I/O code exists twice, and none is generated.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import inspect
-import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -24,7 +22,6 @@ from typing import (
     Generic,
     ParamSpec,
     TypeVar,
-    cast,
     overload,
 )
 
@@ -32,12 +29,9 @@ import redis.exceptions as rex
 from redis.backoff import ExponentialWithJitterBackoff
 
 from .config import StoreConfig
-from .core import FolderSource, StoreCore, StoreStats, translate_error
+from .core import FolderSource, StoreCore, translate_error
 from .exceptions import InvalidInput
 from .keys import KeySpace
-from .maintenance import CheckReport, Progress, SweepReport
-from .models import TutorContext
-from .records import Folder, Message, Session, SessionInfo, ValidationResult
 from .requests import Command, LoadFolder, Op, Pipeline, Request, RunScript, ScanBatch
 from .scripts import all_sources
 
@@ -64,11 +58,29 @@ DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
 
 
 class operation(Generic[P, T]):
-    """A public store operation, defined once for both stores (see the module docstring)."""
+    """A public store operation: a StoreCore method (its signature), driven by the store's driver.
 
-    def __init__(self, build: Callable[Concatenate[Any, P], Op[T]]) -> None:
-        self.build = build
-        functools.update_wrapper(cast(Any, self), build)
+    Looked up on a SessionStore it is a method returning the result; on an AsyncSessionStore, a
+    coroutine function. ``doc`` is the public documentation (round trips included).
+    """
+
+    def __init__(self, method: Callable[Concatenate[StoreCore, P], Op[T]], doc: str) -> None:
+        self.method = method
+        self.__name__ = method.__name__
+        self.__doc__ = inspect.cleandoc(doc)
+        signature = inspect.signature(method)
+        core, *params = signature.parameters.values()
+        result = signature.return_annotation  # "Op[X]": the store returns X
+        if isinstance(result, str) and result.startswith("Op[") and result.endswith("]"):
+            signature = signature.replace(return_annotation=result[3:-1])
+        #: unbound (``SessionStore.get_session``): (self, ...); bound: (...)
+        self.__signature__ = signature.replace(parameters=[core.replace(name="self"), *params])
+        self.bound_signature = signature.replace(parameters=params)
+
+    def __call__(self, store: StoreBase, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """``SessionStore.get_session(store, ...)``, as with any method."""
+        op = self.method(store._core, *args, **kwargs)
+        return store._drive(op) if store.is_async else store._run_now(op)
 
     @overload
     def __get__(self, store: None, owner: type) -> operation[P, T]: ...
@@ -81,20 +93,23 @@ class operation(Generic[P, T]):
     def __get__(self, store: StoreBase | None, owner: type) -> Any:
         if store is None:
             return self
-        build = self.build
+        method, core = self.method, store._core
         if store.is_async:
 
             async def bound_async(*args: P.args, **kwargs: P.kwargs) -> T:
-                return await store._drive(build(store, *args, **kwargs))
+                return await store._drive(method(core, *args, **kwargs))
 
             bound: Any = bound_async
         else:
 
             def bound_sync(*args: P.args, **kwargs: P.kwargs) -> T:
-                return store._run_now(build(store, *args, **kwargs))
+                return store._run_now(method(core, *args, **kwargs))
 
             bound = bound_sync
-        return functools.update_wrapper(bound, build)
+        bound.__name__ = bound.__qualname__ = self.__name__
+        bound.__doc__ = self.__doc__
+        bound.__signature__ = self.bound_signature
+        return bound
 
 
 async def _settle(value: Any) -> Any:
@@ -263,21 +278,12 @@ class StoreBase:
             return (index, int(node_cursor)), list(keys)
         return ((index + 1, 0) if index + 1 < len(primaries) else None), list(keys)
 
-    @operation
-    def _execute(self, request: Request) -> Op[Any]:
-        """One raw request through the driver (for tools and tests)."""
-        reply = yield request
-        return reply
+    _execute = operation(StoreCore.execute, "One raw request through the driver (tools, tests).")
 
     # ------------------------------------------------------------------ sessions
 
-    @operation
-    def create_session(
-        self,
-        user_id: str,
-        folder_id: str | uuid.UUID | None = None,
-        initial_context: TutorContext | Mapping[str, Any] | None = None,
-    ) -> Op[str]:
+    create_session = operation(
+        StoreCore.create_session,
         """Create a session and return its new id (a random UUID4). One round trip.
 
         The context starts at the reference defaults merged with ``initial_context`` (a TutorContext
@@ -285,38 +291,26 @@ class StoreBase:
         user copies its vector_store_id and its knowledge base (as an AnalysisResult) into the
         context; a missing, foreign or failing folder logs a warning and the session is created
         without folder data. Raises InvalidInput for a bad user id or context, writing nothing.
-        """
-        return self._core.create_session(user_id, folder_id, initial_context)
-
-    @operation
-    def get_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[Session | None]:
+        """,
+    )
+    get_session = operation(
+        StoreCore.get_session,
         """The session with its metadata and version, or None. One round trip; none on a cache hit.
 
         A record that cannot be decoded reads as None and is logged with its key.
-        """
-        return self._core.get_session(session_id, user_id)
-
-    @operation
-    def get_session_context(
-        self, session_id: str | uuid.UUID, user_id: str, *, history: int = 0
-    ) -> Op[TutorContext | None]:
+        """,
+    )
+    get_session_context = operation(
+        StoreCore.get_session_context,
         """The session's context, or None. One round trip (none on a cache hit when history=0).
 
         Fields missing in the stored record take their defaults. With ``history=N`` the last N
         messages fill ``history`` (``{"role", "content"}``, oldest first) and their whiteboard
         snapshots fill ``whiteboard_history``, read in the same round trip as the context.
-        """
-        return self._core.get_session_context(session_id, user_id, history=history)
-
-    @operation
-    def update_session_context(
-        self,
-        session_id: str | uuid.UUID,
-        user_id: str,
-        context: TutorContext,
-        *,
-        expected_version: int | None = None,
-    ) -> Op[bool]:
+        """,
+    )
+    update_session_context = operation(
+        StoreCore.update_session_context,
         """Store ``context`` as the session's context; bump its version and last activity.
 
         One round trip. Only the lean form is stored: ``history`` and ``whiteboard_history`` are
@@ -324,97 +318,65 @@ class StoreBase:
         ``latest_turn_no`` and ``latest_snapshot_index`` are only ever raised, never lowered.
         Returns False for a missing or foreign session, which is never re-created. With
         ``expected_version``, raises VersionConflict when the stored version differs.
-        """
-        return self._core.update_session_context(
-            session_id, user_id, context, expected_version=expected_version
-        )
-
-    @operation
-    def session_exists(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
-        """Whether the session exists for this user. One round trip; none on a cache hit."""
-        return self._core.session_exists(session_id, user_id)
-
-    @operation
-    def end_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
-        """Record ``ended_at`` (the first end time is kept). False if missing. One round trip."""
-        return self._core.end_session(session_id, user_id)
-
-    @operation
-    def delete_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        """,
+    )
+    session_exists = operation(
+        StoreCore.session_exists,
+        "Whether the session exists for this user. One round trip; none on a cache hit.",
+    )
+    end_session = operation(
+        StoreCore.end_session,
+        "Record ``ended_at`` (the first end time is kept). False if missing. One round trip.",
+    )
+    delete_session = operation(
+        StoreCore.delete_session,
         """Delete the session with its messages, snapshots, index and expiry entries, atomically
-        (one Lua script, one round trip). Returns whether the record existed."""
-        return self._core.delete_session(session_id, user_id)
-
-    @operation
-    def list_user_sessions(
-        self, user_id: str, limit: int = 50, offset: int = 0
-    ) -> Op[list[SessionInfo]]:
+        (one Lua script, one round trip). Returns whether the record existed.""",
+    )
+    list_user_sessions = operation(
+        StoreCore.list_user_sessions,
         """The user's sessions, most recent activity first; ``limit`` is capped at 100.
 
         One round trip. Index entries whose record is gone are pruned, never returned.
-        """
-        return self._core.list_user_sessions(user_id, limit, offset)
+        """,
+    )
 
     # ------------------------------------------------------------------ messages
 
-    @operation
-    def append_message(
-        self,
-        session_id: str | uuid.UUID,
-        user_id: str,
-        role: str,
-        text: str,
-        *,
-        payload: Any = None,
-        whiteboard_actions: list[dict[str, Any]] | None = None,
-    ) -> Op[int]:
+    append_message = operation(
+        StoreCore.append_message,
         """Append a message and return its turn number (allocated atomically). One round trip.
 
         With ``whiteboard_actions`` a snapshot is stored whose index is that turn number. At most
         ``StoreConfig.max_messages`` are kept (the oldest, with their snapshots, are trimmed).
         Raises SessionNotFound for a missing or foreign session.
-        """
-        return self._core.append_message(
-            session_id, user_id, role, text, payload=payload, whiteboard_actions=whiteboard_actions
-        )
-
-    @operation
-    def get_messages(
-        self, session_id: str | uuid.UUID, user_id: str, limit: int = 50
-    ) -> Op[list[Message]]:
-        """The last ``limit`` messages, oldest first ([] for a missing session). One round trip."""
-        return self._core.get_messages(session_id, user_id, limit)
+        """,
+    )
+    get_messages = operation(
+        StoreCore.get_messages,
+        "The last ``limit`` messages, oldest first ([] for a missing session). One round trip.",
+    )
 
     # ------------------------------------------------------------------ folders
 
-    @operation
-    def put_folder(self, user_id: str, folder: Folder) -> Op[Folder]:
-        """Create or replace a folder of the user; returns it as stored. One round trip."""
-        return self._core.put_folder(user_id, folder)
-
-    @operation
-    def get_folder_data(self, folder_id: str | uuid.UUID, user_id: str) -> Op[Folder | None]:
+    put_folder = operation(
+        StoreCore.put_folder,
+        "Create or replace a folder of the user; returns it as stored. One round trip.",
+    )
+    get_folder_data = operation(
+        StoreCore.get_folder_data,
         """The folder if this user owns it, else None. One round trip (none with a folder source,
-        which is asked instead)."""
-        return self._core.get_folder_data(folder_id, user_id)
-
-    @operation
-    def delete_folder(self, folder_id: str | uuid.UUID, user_id: str) -> Op[bool]:
-        """Delete a folder of the user (sessions keep what they copied). One round trip."""
-        return self._core.delete_folder(folder_id, user_id)
+        which is asked instead).""",
+    )
+    delete_folder = operation(
+        StoreCore.delete_folder,
+        "Delete a folder of the user (sessions keep what they copied). One round trip.",
+    )
 
     # ------------------------------------------------------------------ maintenance
 
-    @operation
-    def cleanup_expired_sessions(
-        self,
-        max_age: dt.timedelta | None = None,
-        *,
-        now: dt.datetime | None = None,
-        batch_size: int = 100,
-        dry_run: bool = False,
-        progress: Progress | None = None,
-    ) -> Op[SweepReport]:
+    cleanup_expired_sessions = operation(
+        StoreCore.cleanup_expired_sessions,
         """Delete every session idle longer than ``max_age`` (default ``StoreConfig.max_age``;
         ended sessions: ``StoreConfig.ended_max_age`` when set), with the same cascade as
         ``delete_session``, atomically per session, and evict them from this store's cache.
@@ -426,39 +388,27 @@ class StoreBase:
         indexes, plus one script per slot that holds expired sessions (per ``batch_size`` of them).
         ``dry_run`` finds and counts without deleting. ``progress(done, total)`` is told of each
         batch of slots.
-        """
-        return self._core.cleanup_expired_sessions(
-            max_age, now=now, batch_size=batch_size, dry_run=dry_run, progress=progress
-        )
-
-    @operation
-    def check(
-        self, *, repair: bool = False, count: int = 1000, progress: Progress | None = None
-    ) -> Op[CheckReport]:
+        """,
+    )
+    check = operation(
+        StoreCore.check,
         """Scan the whole store (SCAN in batches of about ``count`` keys) for inconsistencies:
         records without index or expiry entries, index or expiry entries without records, messages
         or snapshots without records. Each one is confirmed atomically before it is reported, and
-        fixed with ``repair``. Round trips grow with the number of keys (about 2 per batch)."""
-        return self._core.check(repair=repair, count=count, progress=progress)
+        fixed with ``repair``. Round trips grow with the number of keys (about 2 per batch).""",
+    )
 
     # ------------------------------------------------------------------ no I/O
 
-    @operation
-    def validate_session_context(self, data: object) -> Op[ValidationResult]:
+    validate_session_context = operation(
+        StoreCore.validate_session_context,
         """Validate a context (JSON bytes or str, a mapping, or a TutorContext); no round trip.
 
         Reports every problem with its path (``$.user_model_state...``) and returns the
         normalized context when valid.
-        """
-        return _done(self._core.validate_session_context(data))
-
-    @operation
-    def stats(self) -> Op[StoreStats]:
-        """Cache hits, misses, hit rate, size, and undecodable records seen. No round trip."""
-        return _done(self._core.stats())
-
-
-def _done(value: T) -> Op[T]:
-    """An operation that needs no round trip: it returns at once."""
-    return value
-    yield  # pragma: no cover - makes this a generator
+        """,
+    )
+    stats = operation(
+        StoreCore.stats,
+        "Cache hits, misses, hit rate, size, and undecodable records seen. No round trip.",
+    )

@@ -37,7 +37,7 @@ from .folders import analysis_from_folder
 from .keys import KeySpace, check_user_id, check_uuid
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
-from .requests import Arg, Command, LoadFolder, Op, RunScript
+from .requests import Arg, Command, LoadFolder, Op, Request, RunScript, T
 from .scripts import ScriptName
 from .validation import validate_context
 
@@ -599,10 +599,18 @@ class StoreCore:
 
     # ------------------------------------------------------------------ pure
 
-    def validate_session_context(self, data: object) -> ValidationResult:
-        return validate_context(data, max_bytes=self.config.max_context_bytes)
+    def validate_session_context(self, data: object) -> Op[ValidationResult]:
+        return _done(validate_context(data, max_bytes=self.config.max_context_bytes))
 
-    def stats(self) -> StoreStats:
+    def stats(self) -> Op[StoreStats]:
+        return _done(self.current_stats())
+
+    def execute(self, request: Request) -> Op[Any]:
+        """One raw request, its reply returned as it is (for tools and tests)."""
+        reply = yield request
+        return reply
+
+    def current_stats(self) -> StoreStats:
         hits, misses = self.cache.hits, self.cache.misses
         total = hits + misses
         return StoreStats(
@@ -612,6 +620,12 @@ class StoreCore:
             cache_size=len(self.cache),
             undecodable_records=self._undecodable,
         )
+
+
+def _done(value: T) -> Op[T]:
+    """An operation that needs no round trip: it returns at once."""
+    return value
+    yield  # pragma: no cover - makes this a generator
 
 
 def _monotonic(latest_turn: Any, latest_snapshot: Any) -> dict[bytes, bytes]:
