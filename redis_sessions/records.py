@@ -14,32 +14,31 @@ __all__ = ["Folder", "Message", "Role", "Session", "SessionInfo", "ValidationRes
 Role = Literal["user", "assistant", "system"]
 
 
-class Session(msgspec.Struct, frozen=True, kw_only=True):
-    """A session record: metadata, the optimistic-concurrency ``version`` and the context.
+class _SessionMeta(msgspec.Struct, frozen=True, kw_only=True):
+    """What every view of a session carries: ids, timestamps and the optimistic-concurrency
+    ``version``."""
+
+    session_id: str
+    user_id: str
+    folder_id: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    ended_at: dt.datetime | None
+    version: int
+
+
+class Session(_SessionMeta, frozen=True, kw_only=True):
+    """A session record: its metadata and its context.
 
     ``context`` never carries ``history`` or ``whiteboard_history`` (see ``get_session_context``).
     """
 
-    session_id: str
-    user_id: str
-    folder_id: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    ended_at: dt.datetime | None
-    version: int
     context: TutorContext
 
 
-class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+class SessionInfo(_SessionMeta, frozen=True, kw_only=True):
     """One row of ``list_user_sessions``: the metadata without the context, plus the goal."""
 
-    session_id: str
-    user_id: str
-    folder_id: str | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    ended_at: dt.datetime | None
-    version: int
     session_goal: str | None
 
 
