@@ -31,6 +31,7 @@ check: lint test
 ## bench: layout/encoding and sweep-rate measurements (own throwaway redis-servers; ~2 min, ~600 MB)
 bench: $(STAMP)
 	$(BIN)/python -m bench.layout
+	$(BIN)/python -m bench.async_overhead
 	$(BIN)/python -m bench.sweep
 
 clean:

@@ -188,12 +188,12 @@ def lean_json(fields: Mapping[bytes, bytes]) -> bytes:
             parts.append(b'"folder_id":' + _encoder.encode(folder.decode()))
     except (KeyError, UnicodeDecodeError) as exc:
         raise CorruptRecord(f"metadata field missing or not UTF-8: {exc}") from exc
-    for key, value in fields.items():
-        if key.startswith(CONTEXT_PREFIX):
-            name = key[2:].decode("ascii", "replace")
-            if name in _STORED_FIELDS:
-                parts.append(b'"' + key[2:] + b'":' + value)
+    parts.extend(_JSON_KEY[key] + value for key, value in fields.items() if key in _JSON_KEY)
     return b",".join(parts) + b"}"
+
+
+#: Stored field name -> the JSON object key it becomes (``c:state`` -> ``"state":``).
+_JSON_KEY: Final = {b"c:" + n.encode(): b'"' + n.encode() + b'":' for n in _STORED_FIELDS}
 
 
 def decode_context(blob: bytes) -> TutorContext:

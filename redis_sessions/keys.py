@@ -77,8 +77,10 @@ def check_uuid(value: object, what: str = "session_id") -> str:
     raise InvalidInput(f"{what} must be a canonical UUID (lowercase 8-4-4-4-12 hex), got {value!r}")
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_user(user_id: str) -> str:
-    """The user id as it appears inside key names (see the module docstring)."""
+    """The user id as it appears inside key names (see the module docstring). Memoized: a write
+    builds several keys of the same user."""
     return urllib.parse.quote(user_id, safe=_SAFE)
 
 
