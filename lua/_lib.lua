@@ -1,8 +1,19 @@
 -- Shared functions, prepended to every script when the registry loads it (not a script itself).
 
+-- Tell every store listening that the session changed: `target` is "<channel>|<origin>" (origin:
+-- the writing store, which ignores its own announcements), or "" to tell no one. The message is
+-- "<u>:<session_id>|<epoch ms>|<origin>".
+local function announce(target, member, now_ms)
+  if target ~= '' then
+    local channel, origin = string.match(target, '^(.*)|([^|]*)$')
+    redis.call('PUBLISH', channel, member .. '|' .. now_ms .. '|' .. origin)
+  end
+end
+
 -- Record a session's activity: its user index entry, its expiry entry (the live or the ended index,
--- by whether the record has ended_at), and the TTL backstop of its three keys (0: no TTL).
-local function touch(keys, session_id, member, now_ms, ttl_ms)
+-- by whether the record has ended_at), and the TTL backstop of its three keys (0: no TTL); and
+-- announce the change.
+local function touch(keys, session_id, member, now_ms, ttl_ms, channel)
   local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
   redis.call('ZADD', index_key, now_ms, session_id)
   if redis.call('HEXISTS', record_key, 'ended_at') == 1 then
@@ -16,15 +27,17 @@ local function touch(keys, session_id, member, now_ms, ttl_ms)
     redis.call('PEXPIRE', messages_key, ttl_ms)
     redis.call('PEXPIRE', snapshots_key, ttl_ms)
   end
+  announce(channel, member, now_ms)
 end
 
--- Remove a session and everything of it; returns 1 when the record existed.
-local function cascade(keys, session_id, member)
+-- Remove a session and everything of it, and announce it; returns 1 when the record existed.
+local function cascade(keys, session_id, member, channel, now_ms)
   local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
   local existed = redis.call('EXISTS', record_key)
   redis.call('DEL', record_key, messages_key, snapshots_key)
   redis.call('ZREM', index_key, session_id)
   redis.call('ZREM', live_key, member)
   redis.call('ZREM', ended_key, member)
+  announce(channel, member, now_ms)
   return existed
 end

@@ -10,15 +10,17 @@
 -- ARGV[3] = expiry index entry, <u>:<sid>
 -- ARGV[4] = now, epoch milliseconds (activity score)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
--- ARGV[6] = now, ISO-8601 text (updated_at)
--- ARGV[7] = how many messages to keep; older ones and their snapshots are trimmed
--- ARGV[8] = message JSON
--- ARGV[9] = snapshot JSON (stored under the message's turn number), or "" for none
+-- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
+-- ARGV[7] = now, ISO-8601 text (updated_at)
+-- ARGV[8] = how many messages to keep; older ones and their snapshots are trimmed
+-- ARGV[9] = message JSON
+-- ARGV[10] = snapshot JSON (stored under the message's turn number), or "" for none
 -- Returns {turn, latest_turn_no, latest_snapshot_index} as stored afterwards, or {0} when the record
 -- is missing or belongs to another user.
 local record_key, messages_key, snapshots_key = KEYS[1], KEYS[2], KEYS[3]
-local user_id, session_id, member, now_ms, ttl_ms, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local keep, message, snapshot = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local user_id, session_id, member, now_ms, ttl_ms, channel, now_iso =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local keep, message, snapshot = tonumber(ARGV[8]), ARGV[9], ARGV[10]
 
 if redis.call('HGET', record_key, 'user_id') ~= user_id then
   return {0}
@@ -48,5 +50,5 @@ while old >= 1 and redis.call('HDEL', messages_key, old) == 1 do
   old = old - 1
 end
 
-touch(KEYS, session_id, member, now_ms, ttl_ms)
+touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
 return {turn, latest_turn, latest_snapshot}

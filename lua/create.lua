@@ -11,20 +11,21 @@
 -- ARGV[3] = expiry index entry, <u>:<sid>
 -- ARGV[4] = now, epoch milliseconds (activity score)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
--- ARGV[6] = folder id, or "" when no folder is asked for
--- ARGV[7..] = field, value pairs of the new record (metadata and context fields)
+-- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
+-- ARGV[7] = folder id, or "" when no folder is asked for
+-- ARGV[8..] = field, value pairs of the new record (metadata and context fields)
 -- Returns {1, folder_status}: folder_status is "none", "ok", "missing" (no folder of this user with
 -- that id) or "invalid" (the folder's stored analysis is not well-formed); {0} when the id is taken.
 local record_key, folder_key = KEYS[1], KEYS[7]
-local user_id, session_id, member, now_ms, ttl_ms, folder_id =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local user_id, session_id, member, now_ms, ttl_ms, channel, folder_id =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
 if redis.call('EXISTS', record_key) == 1 then
   return {0}
 end
 
 local fields = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 
@@ -78,5 +79,5 @@ if folder_id ~= '' then
 end
 
 redis.call('HSET', record_key, unpack(fields))
-touch(KEYS, session_id, member, now_ms, ttl_ms)
+touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
 return {1, folder_status}

@@ -8,8 +8,10 @@
 -- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
 -- ARGV[1] = session id
 -- ARGV[2] = expiry index entry, <u>:<sid>
+-- ARGV[3] = "<invalidation channel>|<origin>" to announce the deletion on ("" : none)
+-- ARGV[4] = now, epoch milliseconds (sent with the announcement)
 -- Returns 1 when the record existed, else 0 (stray messages, snapshots or entries are removed
 -- either way).
-local session_id, member = ARGV[1], ARGV[2]
+local session_id, member, channel, now_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
-return cascade(KEYS, session_id, member)
+return cascade(KEYS, session_id, member, channel, now_ms)

@@ -11,15 +11,17 @@
 -- ARGV[3] = expiry index entry, <u>:<sid>
 -- ARGV[4] = now, epoch milliseconds (activity score)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
--- ARGV[6] = now, ISO-8601 text
+-- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
+-- ARGV[7] = now, ISO-8601 text
 -- Returns the recorded ended_at text, or false when the record is missing or another user's.
 local record_key = KEYS[1]
-local user_id, session_id, member, now_ms, ttl_ms, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local user_id, session_id, member, now_ms, ttl_ms, channel, now_iso =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
 if redis.call('HGET', record_key, 'user_id') ~= user_id then
   return false
 end
 redis.call('HSETNX', record_key, 'ended_at', now_iso)
 redis.call('HSET', record_key, 'updated_at', now_iso)
-touch(KEYS, session_id, member, now_ms, ttl_ms)
+touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
 return redis.call('HGET', record_key, 'ended_at')

@@ -13,9 +13,12 @@
 -- ARGV[3] = session id
 -- ARGV[4] = expiry index entry, <u>:<sid>
 -- ARGV[5] = activity score (epoch ms) for an entry that a repair adds
+-- ARGV[6] = "<invalidation channel>|<origin>" to announce a removal on ("" : none)
+-- ARGV[7] = now, epoch milliseconds (sent with the announcement)
 -- Returns 1 when the problem is there (repaired if asked), 0 when it is not.
 local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(KEYS, 1, 6)
 local problem, repair, session_id, member, score = ARGV[1], ARGV[2] == '1', ARGV[3], ARGV[4], ARGV[5]
+local channel, now_ms = ARGV[6], ARGV[7]
 
 local has_record = redis.call('EXISTS', record_key) == 1
 local found = false
@@ -40,6 +43,6 @@ else
     return redis.error_reply('unknown problem ' .. problem)
   end
   found = found and not has_record
-  if found and repair then cascade(KEYS, session_id, member) end
+  if found and repair then cascade(KEYS, session_id, member, channel, now_ms) end
 end
 return found and 1 or 0

@@ -7,13 +7,16 @@
 -- ARGV[1] = live cutoff, epoch ms: a live session last active before it has expired
 -- ARGV[2] = ended cutoff, epoch ms: the same for ended sessions
 -- ARGV[3] = "1" to delete, "0" to only find them (dry run)
--- ARGV[4..] = for each candidate: its expiry entry <u>:<sid>, then its session id
+-- ARGV[4] = "<invalidation channel>|<origin>" to announce each deletion on ("" : none)
+-- ARGV[5] = now, epoch milliseconds (sent with the announcements)
+-- ARGV[6..] = for each candidate: its expiry entry <u>:<sid>, then its session id
 -- Returns {expired entries (deleted unless a dry run), number of candidates kept because touched}.
 local live_key, ended_key = KEYS[1], KEYS[2]
 local live_cutoff, ended_cutoff, delete = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local channel, now_ms = ARGV[4], ARGV[5]
 
 local expired, kept = {}, 0
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local member, session_id = ARGV[i], ARGV[i + 1]
   local live = redis.call('ZSCORE', live_key, member)
   local ended = redis.call('ZSCORE', ended_key, member)
@@ -23,9 +26,9 @@ for i = 4, #ARGV, 2 do
     if live_expired and ended_expired then
       expired[#expired + 1] = member
       if delete then
-        local base = 3 + (i - 4) * 2
+        local base = 3 + (i - 6) * 2
         local keys = {KEYS[base], KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], live_key, ended_key}
-        cascade(keys, session_id, member)
+        cascade(keys, session_id, member, channel, now_ms)
       end
     else
       kept = kept + 1

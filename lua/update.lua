@@ -10,16 +10,17 @@
 -- ARGV[3] = expiry index entry, <u>:<sid>
 -- ARGV[4] = now, epoch milliseconds (activity score)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
--- ARGV[6] = now, ISO-8601 text (updated_at)
--- ARGV[7] = expected version, or "" to write whatever the version is
--- ARGV[8..] = field, value pairs: the whole new context ("c:<name>" JSON fields and "folder_id");
+-- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
+-- ARGV[7] = now, ISO-8601 text (updated_at)
+-- ARGV[8] = expected version, or "" to write whatever the version is
+-- ARGV[9..] = field, value pairs: the whole new context ("c:<name>" JSON fields and "folder_id");
 --             stored context fields not among them are removed, except that c:latest_turn_no and
 --             c:latest_snapshot_index are only ever raised (the store allocates turns).
 -- Returns {1, new_version, latest_turn_no, latest_snapshot_index}; {0} when the record is missing or
 -- belongs to another user (it is never re-created); {-1, stored_version} on a version conflict.
 local record_key = KEYS[1]
-local user_id, session_id, member, now_ms, ttl_ms, now_iso, expected =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local user_id, session_id, member, now_ms, ttl_ms, channel, now_iso, expected =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
 local owner, version = unpack(redis.call('HMGET', record_key, 'user_id', 'version'))
 if owner ~= user_id then
@@ -35,7 +36,7 @@ for name in pairs(monotonic) do
 end
 
 local new_fields, wanted = {}, {}
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local name, value = ARGV[i], ARGV[i + 1]
   if monotonic[name] ~= nil then
     monotonic[name] = math.max(monotonic[name], tonumber(value))
@@ -66,5 +67,5 @@ new_fields[#new_fields + 1] = 'updated_at'
 new_fields[#new_fields + 1] = now_iso
 redis.call('HSET', record_key, unpack(new_fields))
 local new_version = redis.call('HINCRBY', record_key, 'version', 1)
-touch(KEYS, session_id, member, now_ms, ttl_ms)
+touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
 return {1, new_version, monotonic['c:latest_turn_no'], monotonic['c:latest_snapshot_index']}

@@ -11,8 +11,11 @@ I/O code exists twice, and none is generated.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import inspect
+import time
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import (
     TYPE_CHECKING,
@@ -26,13 +29,13 @@ from typing import (
 )
 
 import redis.exceptions as rex
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from .config import StoreConfig
 from .core import FolderSource, StoreCore, translate_error
 from .exceptions import InvalidInput
 from .keys import KeySpace
-from .requests import Command, LoadFolder, Op, Pipeline, Request, RunScript, ScanBatch
+from .requests import Command, LoadFolder, Op, Pipeline, Request, RunScript, ScanBatch, Sleep
 from .scripts import all_sources
 
 if TYPE_CHECKING:
@@ -64,8 +67,12 @@ class operation(Generic[P, T]):
     coroutine function. ``doc`` is the public documentation (round trips included).
     """
 
-    def __init__(self, method: Callable[Concatenate[StoreCore, P], Op[T]], doc: str) -> None:
+    def __init__(
+        self, method: Callable[Concatenate[StoreCore, P], Op[T]], doc: str, *, io: bool = True
+    ) -> None:
         self.method = method
+        #: False for operations that never talk to Redis (they do not start the listener)
+        self.io = io
         self.__name__ = method.__name__
         self.__doc__ = inspect.cleandoc(doc)
         signature = inspect.signature(method)
@@ -79,8 +86,8 @@ class operation(Generic[P, T]):
 
     def __call__(self, store: StoreBase, *args: P.args, **kwargs: P.kwargs) -> Any:
         """``SessionStore.get_session(store, ...)``, as with any method."""
-        op = self.method(store._core, *args, **kwargs)
-        return store._drive(op) if store.is_async else store._run_now(op)
+        driven = store._drive(self.method(store._core, *args, **kwargs), io=self.io)
+        return driven if store.is_async else run_to_end(driven)
 
     @overload
     def __get__(self, store: None, owner: type) -> operation[P, T]: ...
@@ -93,23 +100,40 @@ class operation(Generic[P, T]):
     def __get__(self, store: StoreBase | None, owner: type) -> Any:
         if store is None:
             return self
-        method, core = self.method, store._core
+        method, core, io = self.method, store._core, self.io
         if store.is_async:
 
             async def bound_async(*args: P.args, **kwargs: P.kwargs) -> T:
-                return await store._drive(method(core, *args, **kwargs))
+                return await store._drive(method(core, *args, **kwargs), io=io)
 
             bound: Any = bound_async
         else:
 
             def bound_sync(*args: P.args, **kwargs: P.kwargs) -> T:
-                return store._run_now(method(core, *args, **kwargs))
+                return run_to_end(store._drive(method(core, *args, **kwargs), io=io))
 
             bound = bound_sync
         bound.__name__ = bound.__qualname__ = self.__name__
         bound.__doc__ = self.__doc__
         bound.__signature__ = self.bound_signature
         return bound
+
+
+def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never waits (the sync store's driver) to its result, in one step."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise TypeError("a sync store was handed an awaitable (an async folder source?)")
+
+
+def _closer(pubsub: Any) -> Callable[[], Any]:
+    """pubsub.aclose (asyncio) or pubsub.close (sync)."""
+    closer: Callable[[], Any] = getattr(pubsub, "aclose", None) or pubsub.close
+    return closer
 
 
 async def _settle(value: Any) -> Any:
@@ -121,6 +145,8 @@ class StoreBase:
     """The store, less the choice of redis-py flavour (sync or asyncio) made by its subclasses."""
 
     is_async: ClassVar[bool]
+    #: seconds the listener waits for a message before it looks at its stop flag
+    LISTEN_POLL: ClassVar[float] = 1.0
     #: The redis-py client, blocking pool and Retry classes ``from_url`` uses.
     _client_class: ClassVar[Any]
     _pool_class: ClassVar[Any]
@@ -151,6 +177,11 @@ class StoreBase:
         self._client = client
         self._owns_client = owns_client
         self._scripts = {name: client.register_script(src) for name, src in all_sources().items()}
+        # the invalidation listener (see _listen): started before the first round trip
+        self._needs_listener = not self._core.cache_serving
+        self._listener: Any = None
+        self._stopping = False
+        self._stop_message = b"stop:" + uuid.uuid4().hex.encode()
 
     @classmethod
     def from_url(
@@ -196,23 +227,15 @@ class StoreBase:
 
     # ------------------------------------------------------------------ the driver
 
-    def _run_now(self, op: Op[T]) -> T:
-        """Drive ``op`` to its result in this thread (the sync store: nothing ever waits)."""
-        coroutine = self._drive(op)
-        try:
-            coroutine.send(None)
-        except StopIteration as done:
-            result: T = done.value
-            return result
-        coroutine.close()
-        raise TypeError("a sync store was handed an awaitable (an async folder source?)")
-
-    async def _drive(self, op: Op[T]) -> T:
+    async def _drive(self, op: Op[T], *, io: bool = True) -> T:
         """Perform each request ``op`` yields, feed it the reply (or the error), return its result.
 
         However it ends (result, error, cancellation), ``op`` is closed, so that what it holds in
-        flight (a write's cache bracket) is released.
+        flight (a write's cache bracket) is released. Before the first operation that talks to
+        Redis (``io``), the store subscribes to other processes' writes.
         """
+        if io and self._needs_listener:
+            await self._start_listening()
         try:
             request = next(op)
             while True:
@@ -247,9 +270,101 @@ class StoreBase:
             return await _settle(pipe.execute())
         if isinstance(request, ScanBatch):
             return await self._scan(request)
+        if isinstance(request, Sleep):
+            return await _settle(self._sleep(request.seconds))
         source = self._core.folder_source
         assert source is not None
         return await _settle(source(request.folder_id, request.user_id))
+
+    # ------------------------------------------------------------------ invalidation listener
+
+    async def _start_listening(self) -> None:
+        """Subscribe to other processes' writes (in the caller, one round trip, once), then leave
+        the listening to a thread (sync store) or a task (async store). Until the subscription is
+        confirmed the cache is not used; if Redis cannot be reached now, the listener keeps trying.
+        """
+        self._needs_listener = False
+        try:
+            pubsub = await self._subscribe()
+        except rex.RedisError:
+            pubsub = None
+        self._listener = self._spawn(self._listen(pubsub))
+
+    async def _subscribe(self) -> Any:
+        pubsub = self._client.pubsub()
+        try:
+            await _settle(pubsub.subscribe(self._core.keys.invalidation_channel()))
+            # redis-py would reconnect and resubscribe behind our back, losing what was published
+            # meanwhile: with no retries, a dropped connection raises here instead
+            pubsub.connection.retry = self._retry_class(NoBackoff(), 0)
+            while True:
+                message = await _settle(pubsub.get_message(timeout=self.LISTEN_POLL * 5))
+                if message is None:
+                    raise rex.TimeoutError("no confirmation of the invalidation subscription")
+                if message["type"] == "subscribe":
+                    break
+        except Exception:  # not on cancellation: a coroutine being closed must not wait
+            await _settle(_closer(pubsub)())
+            raise
+        self._core.set_listening(True)
+        return pubsub
+
+    async def _listen(self, pubsub: Any) -> None:
+        """Evict what other processes' writes change, until the store closes. A dropped or stalled
+        connection empties the cache and turns it off until the subscription is back."""
+        core, backoff = self._core, 0.05
+        while not self._stopping:
+            if pubsub is None:
+                try:
+                    pubsub = await self._subscribe()
+                    backoff = 0.05
+                except rex.RedisError:
+                    await _settle(self._sleep(backoff))
+                    backoff = min(backoff * 2, 1.0)
+                continue
+            try:
+                message = await _settle(pubsub.get_message(timeout=self.LISTEN_POLL))
+            except (rex.RedisError, OSError):
+                core.set_listening(False)
+                await _settle(_closer(pubsub)())
+                pubsub = None
+                continue
+            if message is None:
+                continue
+            if message["type"] == "subscribe":  # resubscribed: the connection was made anew
+                core.flush_cache()
+                continue
+            if message["type"] != "message":
+                continue
+            data = message["data"]
+            if data.startswith(b"stop:"):
+                if data == self._stop_message:
+                    break
+                continue  # another store closing
+            core.invalidate_remote(data, int(time.time() * 1000))
+        if pubsub is not None:
+            await _settle(_closer(pubsub)())
+
+    async def _stop_listening(self) -> None:
+        """Stop the listener: tell it through its own channel, then wait for it to end."""
+        self._stopping = True
+        if self._listener is None:
+            return
+        with contextlib.suppress(rex.RedisError):  # if reconnecting, it sees the flag within 1 s
+            channel = self._core.keys.invalidation_channel()
+            await _settle(self._client.publish(channel, self._stop_message))
+        await self._join_listener()
+        self._listener = None
+
+    def _sleep(self, seconds: float) -> Any:
+        """time.sleep (sync store) or asyncio.sleep (async store)."""
+        raise NotImplementedError
+
+    def _spawn(self, listening: Coroutine[Any, Any, None]) -> Any:
+        raise NotImplementedError
+
+    async def _join_listener(self) -> None:
+        raise NotImplementedError
 
     async def _scan(self, request: ScanBatch) -> tuple[Any, list[Any]]:
         """One SCAN step; on a cluster the cursor is (primary index, that node's cursor)."""
@@ -318,6 +433,16 @@ class StoreBase:
         ``latest_turn_no`` and ``latest_snapshot_index`` are only ever raised, never lowered.
         Returns False for a missing or foreign session, which is never re-created. With
         ``expected_version``, raises VersionConflict when the stored version differs.
+        """,
+    )
+    modify = operation(
+        StoreCore.modify,
+        """Read the session, apply ``fn`` to its context, and write it with ``expected_version``,
+        again and again (up to ``retries`` times, after a short random pause) while another writer
+        gets there first. Returns the context written. ``fn`` may change the context in place or
+        return a new one; it may run more than once, so it must not have other effects. Raises
+        SessionNotFound for a missing (or deleted meanwhile) session, VersionConflict when the
+        retries run out. Two round trips per attempt (none for the first read on a cache hit).
         """,
     )
     session_exists = operation(
@@ -407,8 +532,11 @@ class StoreBase:
         Reports every problem with its path (``$.user_model_state...``) and returns the
         normalized context when valid.
         """,
+        io=False,
     )
     stats = operation(
         StoreCore.stats,
-        "Cache hits, misses, hit rate, size, and undecodable records seen. No round trip.",
+        """Cache hits, misses, hit rate, size, undecodable records seen, invalidations received,
+        cache flushes, and whether the cache is in use. No round trip.""",
+        io=False,
     )

@@ -9,7 +9,11 @@ its lock guards a few dict operations (the periodic purge of expired entries wal
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Coroutine
 from types import TracebackType
+from typing import Any
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -30,9 +34,25 @@ class AsyncSessionStore(StoreBase):
     _retry_class = Retry
 
     async def aclose(self) -> None:
-        """Close the client if the store made it (``from_url``)."""
+        """Stop the invalidation listener; close the client if the store made it (``from_url``)."""
+        await self._stop_listening()
         if self._owns_client:
             await self._client.aclose()
+
+    def _sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
+        return asyncio.sleep(seconds)
+
+    def _spawn(self, listening: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(listening, name="redis-sessions-invalidation")
+
+    async def _join_listener(self) -> None:
+        task: asyncio.Task[None] = self._listener
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.LISTEN_POLL * 5)
+        except asyncio.TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def __aenter__(self) -> AsyncSessionStore:
         return self

@@ -94,3 +94,42 @@ class TTLCache(Generic[K, V]):
         expired = [k for k, (deadline, _) in self._data.items() if deadline <= now]
         for k in expired:
             del self._data[k]
+
+
+class Freshness(Generic[K]):
+    """Which cache fills are still safe: per-key invalidation sequence numbers.
+
+    A read takes a ``token()`` before it asks Redis; its reply may fill the cache only if its key was
+    not invalidated since (``unchanged_since``). Invalidations come from this process's writes and
+    from other processes (pub/sub). The last ``capacity`` invalidated keys are remembered; for an
+    older key only the sequence number of the newest forgotten one is known, which is safe (a fill
+    is refused when in doubt). ``reset()`` refuses every fill whose read began before it. Not
+    thread-safe by itself: the store calls it under its lock.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self.seq = 0
+        self._last: OrderedDict[K, int] = OrderedDict()
+        self._floor = 0
+
+    def token(self) -> int:
+        return self.seq
+
+    def invalidate(self, key: K) -> int:
+        self.seq += 1
+        self._last[key] = self.seq
+        self._last.move_to_end(key)
+        if len(self._last) > self.capacity:
+            _, forgotten = self._last.popitem(last=False)
+            self._floor = max(self._floor, forgotten)
+        return self.seq
+
+    def unchanged_since(self, key: K, token: int) -> bool:
+        last = self._last.get(key)
+        return (last if last is not None else self._floor) <= token
+
+    def reset(self) -> None:
+        self.seq += 1
+        self._floor = self.seq
+        self._last.clear()

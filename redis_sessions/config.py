@@ -25,6 +25,10 @@ class StoreConfig:
     ended_max_age         idle time after which the sweep deletes an *ended* session; None: max_age
     ttl_backstop          extra time Redis keeps a session's keys beyond the longer of the two ages,
                           refreshed by every write (a Redis TTL, in case no sweep runs); None: no TTL
+    invalidation          listen for other processes' writes (pub/sub) and evict what they change;
+                          the cache is used only while listening. Turn off only when this process is
+                          the only one writing the sessions (or with cache_size=0)
+    max_invalidation_lag  an invalidation that arrives later than this empties the cache
     """
 
     key_prefix: str = "rs"
@@ -36,6 +40,8 @@ class StoreConfig:
     max_age: dt.timedelta = dt.timedelta(days=30)
     ended_max_age: dt.timedelta | None = None
     ttl_backstop: dt.timedelta | None = dt.timedelta(days=7)
+    invalidation: bool = True
+    max_invalidation_lag: dt.timedelta = dt.timedelta(seconds=1)
 
     def __post_init__(self) -> None:
         check_prefix(self.key_prefix)
@@ -49,7 +55,7 @@ class StoreConfig:
             raise InvalidInput(f"max_messages must be >= 1, got {self.max_messages}")
         if self.max_context_bytes < 1024:
             raise InvalidInput(f"max_context_bytes must be >= 1024, got {self.max_context_bytes}")
-        for name in ("max_age", "ended_max_age", "ttl_backstop"):
+        for name in ("max_age", "ended_max_age", "ttl_backstop", "max_invalidation_lag"):
             value = getattr(self, name)
             if value is not None and (
                 not isinstance(value, dt.timedelta) or value <= dt.timedelta(0)

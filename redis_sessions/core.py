@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import random
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -23,7 +24,7 @@ import msgspec
 import redis.exceptions as rex
 
 from . import codec, maintenance
-from .cache import TTLCache
+from .cache import Freshness, TTLCache
 from .config import StoreConfig
 from .exceptions import (
     BackendError,
@@ -37,7 +38,7 @@ from .folders import analysis_from_folder
 from .keys import KeySpace, check_user_id, check_uuid
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
-from .requests import Arg, Command, LoadFolder, Op, Request, RunScript, T
+from .requests import Arg, Command, LoadFolder, Op, Request, RunScript, Sleep, T
 from .scripts import ScriptName
 from .validation import validate_context
 
@@ -52,13 +53,18 @@ MAX_LIST_LIMIT: Final = 100
 
 
 class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of one store instance since it was made."""
+    """Counters of one store instance since it was made. ``invalidations_received``: writes of
+    other processes (and of this one) announced to this store; ``cache_flushes``: times the cache
+    was emptied because the invalidation listener lost its connection or fell behind."""
 
     cache_hits: int
     cache_misses: int
     cache_hit_rate: float
     cache_size: int
     undecodable_records: int
+    invalidations_received: int
+    cache_flushes: int
+    cache_serving: bool
 
 
 def translate_error(exc: rex.RedisError) -> SessionStoreError:
@@ -123,9 +129,21 @@ class StoreCore:
         self.folder_source = folder_source
         self._clock = clock or codec.utc_now
         self._undecodable = 0
-        # Moved on when a write begins and when it ends (see _writing): a read fills the cache only
-        # if it has not moved since the read began, so no read can cache what a write replaced.
-        self._write_epoch = 0
+        # Per-key invalidations, by this process's writes (when they begin and when they end, see
+        # _writing) and by other processes' (pub/sub): a read fills the cache only if its key was
+        # not invalidated since the read began, so no read can cache what a write replaced.
+        self.freshness: Freshness[tuple[str, str]] = Freshness()
+        #: this store's id in its announcements (it ignores its own: its writes keep its cache)
+        self.origin = uuid.uuid4().hex[:12]
+        #: where writes announce what they changed, as "<channel>|<origin>" ("" : announce nothing)
+        self.channel = (
+            f"{self.keys.invalidation_channel()}|{self.origin}" if self.config.invalidation else ""
+        )
+        # The cache serves and fills only while this is True: with invalidation on, only while the
+        # store is subscribed to other processes' writes (see set_listening).
+        self.cache_serving = not (self.config.invalidation and self.config.cache_size > 0)
+        self.invalidations_received = 0
+        self.cache_flushes = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
@@ -138,49 +156,106 @@ class StoreCore:
         """Bracket one write to Redis so the cache never holds what Redis no longer does.
 
         On entry (atomically): the write's entry is evicted and its cached record kept as
-        ``write.before``; the epoch moves on. The operation sets ``write.after`` to the exact record
-        Redis holds once its script succeeded (when it can know it). On exit, however the operation
-        ends (reply, error, cancellation): ``write.after`` is cached only if no other write began or
-        ended in between, else the entry is evicted; and the epoch moves on again, so that a read
-        which may have seen Redis before this write cannot fill the cache afterwards.
+        ``write.before``; the key is invalidated. The operation sets ``write.after`` to the exact
+        record Redis holds once its script succeeded (when it can know it). On exit, however the
+        operation ends (reply, error, cancellation): ``write.after`` is cached only if the key was
+        not invalidated in between (by another write, here or elsewhere), else the entry is
+        evicted; and the key is invalidated again, so that a read which may have seen Redis before
+        this write cannot fill the cache afterwards.
         """
         with self._lock:
-            self._write_epoch += 1
-            write = _Write(self._write_epoch, self.cache.peek(cache_key))
+            epoch = self.freshness.invalidate(cache_key)
+            write = _Write(epoch, self.cache.peek(cache_key) if self.cache_serving else None)
             self.cache.evict(cache_key)
         try:
             yield write
         finally:
             with self._lock:
-                if write.after is not None and write.epoch == self._write_epoch:
+                fresh = self.freshness.unchanged_since(cache_key, write.epoch)
+                if write.after is not None and fresh and self.cache_serving:
                     self.cache.put(cache_key, write.after)
                 else:
                     self.cache.evict(cache_key)
-                self._write_epoch += 1
+                self.freshness.invalidate(cache_key)
 
     def _write_args(self, uid: str, sid: str, now: dt.datetime) -> list[Arg]:
-        """ARGV[1..5] of every session write script: user, session, expiry entry, now (ms), TTL."""
+        """ARGV[1..6] of every session write script: user, session, expiry entry, now (ms), TTL,
+        and the channel the change is announced on."""
         member = self.keys.expiry_member(uid, sid)
-        return [uid, sid, member, codec.epoch_ms(now), self.config.key_ttl_ms]
+        return [uid, sid, member, codec.epoch_ms(now), self.config.key_ttl_ms, self.channel]
 
     def _corrupt(self, key: str, problem: object) -> None:
         with self._lock:
             self._undecodable += 1
         logger.warning("undecodable record at %s: %s", key, problem)
 
-    def _fill_cache(self, cache_key: tuple[str, str], record: Record, epoch: int) -> None:
+    def _fill_cache(self, cache_key: tuple[str, str], record: Record, token: int) -> None:
         with self._lock:
-            if epoch == self._write_epoch:
+            if self.cache_serving and self.freshness.unchanged_since(cache_key, token):
                 self.cache.put(cache_key, record)
 
-    def _record(self, user_id: str, session_id: str) -> Op[Record | None]:
+    def _cached(self, cache_key: tuple[str, str]) -> Record | None:
+        return self.cache.get(cache_key) if self.cache_serving else None
+
+    # ------------------------------------------------------------------ invalidation
+
+    def set_listening(self, listening: bool) -> None:
+        """The store's subscription to other processes' writes started (True) or broke (False).
+
+        Either way the cache is emptied: messages may have been lost. While not listening the cache
+        is neither read nor filled, so a lost message never means a stale read; on (re)subscribing
+        every read that began before is refused a fill.
+        """
+        with self._lock:
+            if not listening and self.cache_serving and len(self.cache):
+                self.cache_flushes += 1
+            self.cache.clear()
+            self.freshness.reset()
+            self.cache_serving = listening
+
+    def flush_cache(self) -> None:
+        """Empty the cache (the listener fell behind): nothing cached may be trusted."""
+        with self._lock:
+            self.cache_flushes += 1
+            self.cache.clear()
+            self.freshness.reset()
+
+    def invalidate_remote(self, message: bytes, now_ms: int | None = None) -> bool:
+        """Handle one invalidation announced by a write (``<u>:<sid>|<ms>|<origin>``); this
+        store's own are ignored. Returns False when it came later than
+        ``StoreConfig.max_invalidation_lag`` (the cache was flushed instead)."""
+        member, _, rest = message.partition(b"|")
+        sent, _, origin = rest.partition(b"|")
+        if origin.decode(errors="replace") == self.origin:
+            return True
+        try:
+            key = self.keys.parse_expiry_member(member)
+        except (ValueError, UnicodeDecodeError):
+            logger.warning("ignoring a malformed invalidation %r", message)
+            return True
+        with self._lock:
+            self.invalidations_received += 1
+            self.freshness.invalidate(key)
+            self.cache.evict(key)
+        late_ms = self.config.max_invalidation_lag.total_seconds() * 1000
+        if sent.isdigit() and now_ms is not None and now_ms - int(sent) > late_ms:
+            logger.warning(
+                "invalidations arrive %d ms late: flushing the cache", now_ms - int(sent)
+            )
+            self.flush_cache()
+            return False
+        return True
+
+    def _record(
+        self, user_id: str, session_id: str, *, use_cache: bool = True
+    ) -> Op[Record | None]:
         """The raw record, from the cache or one HGETALL."""
         cache_key = (user_id, session_id)
-        cached = self.cache.get(cache_key)
+        cached = self._cached(cache_key) if use_cache else None
         if cached is not None:
             return cached
         key = self.keys.session(user_id, session_id)
-        epoch = self._write_epoch
+        epoch = self.freshness.token()
         try:
             record: Record = yield Command(("HGETALL", key))
         except SessionStoreError as exc:
@@ -341,7 +416,7 @@ class StoreCore:
                 return None
             session = self._session(record, uid, sid)
             return None if session is None else session.context
-        epoch = self._write_epoch
+        epoch = self.freshness.token()
         reply = yield from self._read_script(uid, sid, history, whole=True, snapshots=True)
         if not reply:
             return None
@@ -416,9 +491,41 @@ class StoreCore:
                 write.after = record
             return True
 
+    def modify(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        fn: Callable[[TutorContext], TutorContext | None],
+        *,
+        retries: int = 10,
+    ) -> Op[TutorContext]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        _check_int(retries, "retries", minimum=0)
+        for attempt in range(retries + 1):
+            # the first attempt may use the cache; after a conflict, read what Redis holds
+            record = yield from self._record(uid, sid, use_cache=attempt == 0)
+            session = None if record is None else self._session(record, uid, sid)
+            if session is None:
+                raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
+            returned = fn(session.context)
+            context = session.context if returned is None else returned
+            try:
+                written = yield from self.update_session_context(
+                    sid, uid, context, expected_version=session.version
+                )
+            except VersionConflict:
+                if attempt == retries:
+                    raise
+                yield Sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                continue
+            if not written:
+                raise SessionNotFound(f"session {sid} of user {uid!r} was deleted meanwhile")
+            return context
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def session_exists(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
-        if self.cache.get((uid, sid)) is not None:
+        if self._cached((uid, sid)) is not None:
             return True
         reply = yield Command(("EXISTS", self.keys.session(uid, sid)))
         return bool(reply)
@@ -445,7 +552,7 @@ class StoreCore:
             existed = yield RunScript(
                 ScriptName.DELETE,
                 self.keys.session_write_keys(uid, sid),
-                [sid, self.keys.expiry_member(uid, sid)],
+                [sid, self.keys.expiry_member(uid, sid), self.channel, codec.epoch_ms(self.now())],
             )
         return bool(existed)
 
@@ -619,6 +726,9 @@ class StoreCore:
             cache_hit_rate=hits / total if total else 0.0,
             cache_size=len(self.cache),
             undecodable_records=self._undecodable,
+            invalidations_received=self.invalidations_received,
+            cache_flushes=self.cache_flushes,
+            cache_serving=self.cache_serving,
         )
 
 

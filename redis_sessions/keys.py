@@ -10,6 +10,7 @@ Layout (default prefix ``rs``; ``<u>`` is the user id, percent-encoded as below)
     rs:{x<n>}:exp                      zset   "<u>:<session_id>" of live sessions, scored by last activity
     rs:{x<n>}:ended                    zset   the same for ended sessions (their own retention)
     rs:sweep-lock                      string held (with a TTL) by the sweep job that is running
+    rs:invalidate                      pub/sub channel: "<u>:<session_id>|<epoch ms>" per write
 
 Everything of one user carries the hash tag ``{u:<u>}``, so every script touches one hash slot and the
 store runs on Redis Cluster. The expiry indexes exist once per hash slot: ``x<n>`` is the first tag
@@ -146,6 +147,10 @@ class KeySpace:
 
     def sweep_lock(self) -> str:
         return f"{self.prefix}:sweep-lock"
+
+    def invalidation_channel(self) -> str:
+        """The pub/sub channel on which every write announces the session it changed."""
+        return f"{self.prefix}:invalidate"
 
     @staticmethod
     def expiry_member(user_id: str, session_id: str) -> str:

@@ -190,7 +190,8 @@ def _sweep_slot(
     """(deleted, kept, malformed) for one slot's candidates; one script (two with bad entries)."""
     live_key, ended_key = core.keys.slot_expiry(slot)
     keys: list[str] = [live_key, ended_key]
-    args: list[Arg] = [live_cutoff, ended_cutoff, "0" if dry_run else "1"]
+    now_ms = codec.epoch_ms(core.now())
+    args: list[Arg] = [live_cutoff, ended_cutoff, "0" if dry_run else "1", core.channel, now_ms]
     owners: dict[bytes, tuple[str, str]] = {}
     bad: list[bytes] = []
     for member in members:
@@ -255,6 +256,8 @@ def check(
                 session_id,
                 keys.expiry_member(user_id, session_id),
                 score,
+                core.channel,
+                codec.epoch_ms(core.now()),
             ]
             found = yield RunScript(
                 ScriptName.REPAIR, core.keys.session_write_keys(user_id, session_id), args

@@ -62,5 +62,12 @@ class LoadFolder:
     user_id: str
 
 
-Request = Command | RunScript | Pipeline | ScanBatch | LoadFolder
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait before trying again (time.sleep in the sync store, asyncio.sleep in the async one)."""
+
+    seconds: float
+
+
+Request = Command | RunScript | Pipeline | ScanBatch | LoadFolder | Sleep
 Op = Generator[Request, Any, T]

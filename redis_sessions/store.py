@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Coroutine
 from types import TracebackType
+from typing import Any
 
 import redis
 from redis.retry import Retry
 
-from ._shell import StoreBase
+from ._shell import StoreBase, run_to_end
 
 
 class SessionStore(StoreBase):
@@ -25,9 +29,23 @@ class SessionStore(StoreBase):
     _retry_class = Retry
 
     def close(self) -> None:
-        """Close the client if the store made it (``from_url``)."""
+        """Stop the invalidation listener; close the client if the store made it (``from_url``)."""
+        run_to_end(self._stop_listening())
         if self._owns_client:
             self._client.close()
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def _spawn(self, listening: Coroutine[Any, Any, None]) -> threading.Thread:
+        thread = threading.Thread(
+            target=run_to_end, args=(listening,), name="redis-sessions-invalidation", daemon=True
+        )
+        thread.start()
+        return thread
+
+    async def _join_listener(self) -> None:
+        self._listener.join(timeout=self.LISTEN_POLL * 5)
 
     def __enter__(self) -> SessionStore:
         return self

@@ -125,23 +125,28 @@ StoreFactory = Callable[..., SessionStore]
 def store_factory(
     backend: Backend, real_servers: dict[str, EmbeddedRedis]
 ) -> Iterator[StoreFactory]:
-    """Makes stores on this test's backend, each under its own key prefix; deletes their keys after."""
-    made: list[tuple[redis.Redis, str]] = []
-    client = make_client(backend, real_servers)
+    """Makes stores of this test's backend and flavor (sync, or async behind a SyncFacade), each
+    under its own key prefix; closes them and deletes their keys after."""
+    prefixes: list[str] = []
+    stores: list[Any] = []
+    maker = StoreMaker(backend, real_servers)
 
     def factory(**options: Any) -> SessionStore:
         config_options = {
             k: options.pop(k) for k in list(options) if k in StoreConfig.__dataclass_fields__
         }
         config_options.setdefault("key_prefix", f"t{uuid.uuid4().hex[:10]}")
-        store = SessionStore(client, config=StoreConfig(**config_options), **options)
-        made.append((client, config_options["key_prefix"]))
+        prefixes.append(config_options["key_prefix"])
+        store: SessionStore = maker(StoreConfig(**config_options), **options)
+        stores.append(store)
         return store
 
     yield factory
-    for c, prefix in made:
-        delete_prefix(c, prefix)
-    client.close()
+    for made in stores:  # stops their invalidation listeners
+        made.close()
+    for prefix in prefixes:
+        delete_prefix(maker.client, prefix)
+    maker.close()
 
 
 @pytest.fixture

@@ -102,6 +102,7 @@ def test_store_runs_on_redis_cluster(cluster: RedisCluster) -> None:
         assert store.update_session_context(sid, user, missing) is False
     leftovers = list(cluster.scan_iter(match=f"{store.config.key_prefix}:*"))
     assert leftovers == []
+    store.close()
 
 
 @pytest.mark.parametrize("cluster", cluster_params(), indirect=True)
@@ -135,3 +136,4 @@ def test_sweep_and_check_on_redis_cluster(cluster: RedisCluster) -> None:
         if any(sid.encode() in k for sid in old.values())
     ]
     assert leftover == []
+    store.close()

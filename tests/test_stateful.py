@@ -178,6 +178,7 @@ class StoreMachine(RuleBasedStateMachine):
                     assert self.store.get_session(sid, other) is None
 
     def teardown(self) -> None:
+        self.store.close()
         delete_prefix(self.client, self.prefix)
 
 

@@ -44,6 +44,7 @@ def sweep_expired_sessions(
         defaults = StoreConfig()
         config = StoreConfig(
             key_prefix=key_prefix,
+            cache_size=0,  # a sweep reads nothing twice: no cache, so no invalidation listener
             max_age=dt.timedelta(seconds=max_age_seconds) if max_age_seconds else defaults.max_age,
             ended_max_age=dt.timedelta(seconds=ended_max_age_seconds)
             if ended_max_age_seconds
@@ -62,6 +63,7 @@ def sweep_expired_sessions(
                 lock.release()
             except redis.exceptions.LockError:
                 logger.warning("the sweep lock expired before the sweep ended")
+        store.close()
         result: dict[str, Any] = msgspec.to_builtins(report)
         logger.info(
             "sweep of %r: %d scanned, %d deleted, %d kept, %d malformed, %.3f s",
