@@ -32,6 +32,7 @@ check: lint test
 bench: $(STAMP)
 	$(BIN)/python -m bench.layout
 	$(BIN)/python -m bench.async_overhead
+	$(BIN)/python -m bench.invalidation
 	$(BIN)/python -m bench.sweep
 
 clean:
