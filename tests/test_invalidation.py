@@ -350,3 +350,49 @@ def test_modify_of_a_session_deleted_meanwhile(store_factory: StoreFactory) -> N
     with pytest.raises(SessionNotFound):
         store.modify(sid, "alice", delete_first)
     assert store.client.exists(store.keyspace.session("alice", sid)) == 0
+
+
+def test_a_dropped_listener_never_means_a_stale_read_async(real_server: EmbeddedRedis) -> None:
+    async def main() -> None:
+        prefix = f"adrop{uuid.uuid4().hex[:6]}"
+        config = StoreConfig(key_prefix=prefix)
+        a = AsyncSessionStore.from_url(real_server.url, config=config)
+        b = AsyncSessionStore.from_url(real_server.url, config=config, client_name=f"b-{prefix}")
+
+        async def goal_of(store: AsyncSessionStore) -> str | None:
+            ctx = await store.get_session_context(sid, "alice")
+            return None if ctx is None else ctx.session_goal
+
+        async def until(probe: Any, want: Any, within: float = 2.0) -> None:
+            deadline = time.monotonic() + within
+            while await probe() != want:
+                assert time.monotonic() < deadline, f"still {await probe()!r}"
+                await asyncio.sleep(0.005)
+
+        sid = await a.create_session("alice", initial_context={"session_goal": "v1"})
+        assert await goal_of(b) == "v1"
+        admin = redis.Redis.from_url(real_server.url)
+        for client in admin.client_list():
+            if client.get("name") == f"b-{prefix}" and "SUBSCRIBE" in client.get("cmd", "").upper():
+                admin.client_kill_filter(_id=client["id"])
+        admin.close()
+
+        async def flushes() -> int:
+            return (await b.stats()).cache_flushes
+
+        await until(flushes, 1)
+        ctx = TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="v2")
+        await a.update_session_context(sid, "alice", ctx)
+        assert await goal_of(b) == "v2"
+
+        async def serving() -> bool:
+            return (await b.stats()).cache_serving
+
+        await until(serving, True)
+        ctx.session_goal = "v3"
+        await a.update_session_context(sid, "alice", ctx)
+        await until(lambda: goal_of(b), "v3")
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(main())
