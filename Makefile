@@ -28,12 +28,20 @@ lint: $(STAMP)
 
 check: lint test
 
-## bench: layout/encoding and sweep-rate measurements (own throwaway redis-servers; ~2 min, ~600 MB)
-bench: $(STAMP)
-	$(BIN)/python -m bench.layout
-	$(BIN)/python -m bench.async_overhead
-	$(BIN)/python -m bench.invalidation
-	$(BIN)/python -m bench.sweep
+## bench: every benchmark (own throwaway redis-servers; ~5 min, ~600 MB); results in bench/*.md
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_VENV)/.installed
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench.run
+	$(BENCH_VENV)/bin/python -m bench.layout
+	$(BENCH_VENV)/bin/python -m bench.async_overhead
+	$(BENCH_VENV)/bin/python -m bench.invalidation
+	$(BENCH_VENV)/bin/python -m bench.sweep
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

@@ -203,11 +203,22 @@ def decode_context(blob: bytes) -> TutorContext:
         raise CorruptRecord(str(exc)) from exc
 
 
+def session_parts(
+    fields: Mapping[bytes, bytes], user_id: str, session_id: str
+) -> tuple[dict[str, Any], bytes]:
+    """(metadata, lean context JSON) of a record; raises CorruptRecord. What a Session is made of:
+    a cached record keeps them, so that a cache hit only decodes the context."""
+    return _meta(fields, user_id, session_id), lean_json(fields)
+
+
+def session_from_parts(parts: tuple[dict[str, Any], bytes]) -> Session:
+    meta, lean = parts
+    return Session(context=decode_context(lean), **meta)
+
+
 def session_from_fields(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> Session:
     """Decode a record read with HGETALL; raises CorruptRecord when it cannot be decoded."""
-    meta = _meta(fields, user_id, session_id)
-    context = decode_context(lean_json(fields))
-    return Session(context=context, **meta)
+    return session_from_parts(session_parts(fields, user_id, session_id))
 
 
 def _meta(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> dict[str, Any]:

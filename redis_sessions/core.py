@@ -98,6 +98,14 @@ def _check_int(value: object, name: str, *, minimum: int) -> int:
 Record = dict[bytes, bytes]
 
 
+class _Cached(dict[bytes, bytes]):
+    """A record as the cache holds it: equal to the fields Redis holds, plus, once a hit needed
+    them, the parsed metadata and composed lean JSON (a cached record never changes; a write puts
+    a new one), so that further hits only decode the context."""
+
+    parts: tuple[dict[str, Any], bytes] | None = None
+
+
 @dataclasses.dataclass(slots=True)
 class _Write:
     """One write in flight (see ``StoreCore._writing``)."""
@@ -173,7 +181,7 @@ class StoreCore:
             with self._lock:
                 fresh = self.freshness.unchanged_since(cache_key, write.epoch)
                 if write.after is not None and fresh and self.cache_serving:
-                    self.cache.put(cache_key, write.after)
+                    self.cache.put(cache_key, _Cached(write.after))
                 else:
                     self.cache.evict(cache_key)
                 self.freshness.invalidate(cache_key)
@@ -192,7 +200,7 @@ class StoreCore:
     def _fill_cache(self, cache_key: tuple[str, str], record: Record, token: int) -> None:
         with self._lock:
             if self.cache_serving and self.freshness.unchanged_since(cache_key, token):
-                self.cache.put(cache_key, record)
+                self.cache.put(cache_key, _Cached(record))
 
     def _cached(self, cache_key: tuple[str, str]) -> Record | None:
         return self.cache.get(cache_key) if self.cache_serving else None
@@ -280,6 +288,10 @@ class StoreCore:
 
     def _session(self, record: Record, user_id: str, session_id: str) -> Session | None:
         try:
+            if isinstance(record, _Cached):
+                if record.parts is None:  # computed once per cached record (a benign race)
+                    record.parts = codec.session_parts(record, user_id, session_id)
+                return codec.session_from_parts(record.parts)
             return codec.session_from_fields(record, user_id, session_id)
         except codec.CorruptRecord as exc:
             self.cache.evict((user_id, session_id))
