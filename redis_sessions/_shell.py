@@ -147,6 +147,8 @@ class StoreBase:
     is_async: ClassVar[bool]
     #: seconds the listener waits for a message before it looks at its stop flag
     LISTEN_POLL: ClassVar[float] = 1.0
+    #: seconds the listener waits after a message so the next ones are read in the same wake-up
+    LISTEN_BATCH: ClassVar[float] = 0.002
     #: The redis-py client, blocking pool and Retry classes ``from_url`` uses.
     _client_class: ClassVar[Any]
     _pool_class: ClassVar[Any]
@@ -342,6 +344,8 @@ class StoreBase:
                     break
                 continue  # another store closing
             core.invalidate_remote(data, int(time.time() * 1000))
+            if self.LISTEN_BATCH:  # let more arrive, then take them in one wake-up
+                await _settle(self._sleep(self.LISTEN_BATCH))
         if pubsub is not None:
             await _settle(_closer(pubsub)())
 
