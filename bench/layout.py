@@ -25,9 +25,10 @@ from pathlib import Path
 import msgspec
 import redis
 
+from bench.common import with_history
 from redis_sessions import codec
 from redis_sessions.embedded import EmbeddedRedis
-from redis_sessions.samples import chat_turn, realistic_context
+from redis_sessions.samples import realistic_context
 
 OUT = Path(__file__).with_name("layout-results.md")
 _decoder = msgspec.json.Decoder(codec.TutorContext)
@@ -57,13 +58,7 @@ def run(client: redis.Redis, version: str) -> str:
     user, sid = "bench-user", str(uuid.uuid4())
     ctx = realistic_context(user, sid)
     lean_struct = msgspec.structs.replace(ctx, history=[], whiteboard_history=[])
-    full = msgspec.structs.replace(ctx)
-    for turn in range(1, 51):
-        role, text, actions = chat_turn(turn)
-        full.history.append({"role": role, "content": text})
-        if actions:
-            full.whiteboard_history.append(actions)
-    full_bytes = len(msgspec.json.encode(full))
+    full_bytes = len(msgspec.json.encode(with_history(ctx)))
 
     fields = codec.encode_context(ctx, user_id=user, session_id=sid, max_bytes=1 << 20)
     meta = codec.record_fields(

@@ -21,14 +21,13 @@ processes, and the targets. Writes bench/results.md and bench/ratios.png. Assert
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import multiprocessing
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,12 @@ import msgspec
 import redis
 
 from redis_sessions import SessionStore, StoreConfig
-from redis_sessions.embedded import EmbeddedRedis
 from redis_sessions.requests import Command, RunScript
 from redis_sessions.samples import chat_turn, realistic_context
 from redis_sessions.scripts import ScriptName, script_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import server, with_history
 from tests import reference_models as ref  # the pydantic transcription of the reference
 
 HERE = Path(__file__).resolve().parent
@@ -578,18 +577,10 @@ def concurrency(url: str, seconds: float) -> dict[str, dict[int, float]]:
 
 
 def payload_sizes() -> tuple[int, int]:
-    from redis_sessions import codec
-
+    """Bytes of the lean context, and of the full one with 50 turns."""
     ctx = realistic_context(USER)
     lean = len(msgspec.json.encode(msgspec.structs.replace(ctx, history=[], whiteboard_history=[])))
-    full = msgspec.structs.replace(ctx)
-    for turn in range(1, 51):
-        role, text, actions = chat_turn(turn)
-        full.history.append({"role": role, "content": text})
-        if actions:
-            full.whiteboard_history.append(actions)
-    del codec
-    return lean, len(msgspec.json.encode(full))
+    return lean, len(msgspec.json.encode(with_history(ctx)))
 
 
 def report(
@@ -714,15 +705,6 @@ def chart(results: dict[str, dict[str, Result]], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-
-
-@contextlib.contextmanager
-def server(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    with EmbeddedRedis() as embedded:
-        yield embedded.url
 
 
 def main() -> None:

@@ -14,16 +14,14 @@ Writes bench/sweep-results.md. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.common import server
 from redis_sessions import SessionStore, StoreConfig
-from redis_sessions.embedded import EmbeddedRedis
 from redis_sessions.requests import RunScript
 from redis_sessions.scripts import ScriptName
 
@@ -54,15 +52,6 @@ def populate(store: SessionStore, clock: Clock, count: int, at: dt.datetime, tag
         if len(pipe) >= 2000:
             pipe.execute()
     pipe.execute()
-
-
-@contextlib.contextmanager
-def server(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    with EmbeddedRedis() as embedded:
-        yield embedded.url
 
 
 def scenario(url: str | None, live: int, expired: int) -> dict[str, Any]:
