@@ -36,7 +36,7 @@ from .core import FolderSource, StoreCore, translate_error
 from .exceptions import InvalidInput
 from .keys import KeySpace
 from .requests import Command, LoadFolder, Op, Pipeline, Request, RunScript, ScanBatch, Sleep
-from .scripts import all_sources
+from .scripts import script_sha, script_source
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -178,7 +178,6 @@ class StoreBase:
         self._core = StoreCore(config, clock=clock, folder_source=folder_source)
         self._client = client
         self._owns_client = owns_client
-        self._scripts = {name: client.register_script(src) for name, src in all_sources().items()}
         # the invalidation listener (see _listen): started before the first round trip
         self._needs_listener = not self._core.cache_serving
         self._listener: Any = None
@@ -263,8 +262,13 @@ class StoreBase:
         if isinstance(request, Command):
             return await _settle(client.execute_command(*request.args))
         if isinstance(request, RunScript):
-            script = self._scripts[request.name]
-            return await _settle(script(keys=request.keys, args=request.args))
+            keys = request.keys
+            sha = script_sha(request.name)
+            try:
+                return await _settle(client.evalsha(sha, len(keys), *keys, *request.args))
+            except rex.NoScriptError:  # a new or restarted server: load it once, send again
+                await _settle(client.script_load(script_source(request.name)))
+                return await _settle(client.evalsha(sha, len(keys), *keys, *request.args))
         if isinstance(request, Pipeline):
             pipe = client.pipeline(transaction=False)
             for command in request.commands:

@@ -519,3 +519,11 @@ def test_each_row_of_the_table_runs_the_store_it_names(
 
     inner = getattr(store, "wrapped", store)
     assert type(inner) is (AsyncSessionStore if backend.flavor == "async" else SessionStore)
+
+
+def test_scripts_are_loaded_again_after_a_flush(store: SessionStore) -> None:
+    """A restarted or flushed server has no scripts: the store loads them again, once, itself."""
+    sid = store.create_session("alice")
+    store.client.script_flush()
+    assert store.append_message(sid, "alice", "user", "after the flush") == 1
+    assert store.delete_session(sid, "alice") is True
