@@ -23,7 +23,7 @@ from typing import Any
 from bench.common import server
 from redis_sessions import SessionStore, StoreConfig
 from redis_sessions.requests import RunScript
-from redis_sessions.scripts import ScriptName
+from redis_sessions.scripts import ScriptName, script_source
 
 OUT = Path(__file__).with_name("sweep-results.md")
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
@@ -41,13 +41,13 @@ class Clock:
 def populate(store: SessionStore, clock: Clock, count: int, at: dt.datetime, tag: str) -> None:
     """``count`` sessions created at ``at``, through the create script, pipelined."""
     clock.now = at
-    script = store._scripts[ScriptName.CREATE]
+    sha = store.client.script_load(script_source(ScriptName.CREATE))
     pipe = store.client.pipeline(transaction=False)
     for i in range(count):
         op = store._core.create_session(f"{tag}-{i // SESSIONS_PER_USER}")
         request = next(op)
         assert isinstance(request, RunScript)
-        script(keys=request.keys, args=request.args, client=pipe)
+        pipe.evalsha(sha, len(request.keys), *request.keys, *request.args)
         op.close()
         if len(pipe) >= 2000:
             pipe.execute()
