@@ -47,10 +47,6 @@ def script_source(name: ScriptName) -> str:
     return _read(LIBRARY) + "\n" + script_file(name)
 
 
-def all_sources() -> dict[ScriptName, str]:
-    return {name: script_source(name) for name in ScriptName}
-
-
 @functools.cache
 def script_sha(name: ScriptName) -> str:
     """The SHA1 by which Redis knows the script (EVALSHA)."""
