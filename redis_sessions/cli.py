@@ -349,7 +349,7 @@ def _arg(key: bytes) -> str:
 
 def describe_user_keys(store: SessionStore, user: str) -> list[str]:
     """Every key of ``user``, with its content in redis-cli's numbered format."""
-    keyspace: KeySpace = store._core.keys
+    keyspace: KeySpace = store.keyspace
     client = store.client
     names = sorted(client.scan_iter(match=keyspace.user_pattern(user), count=1000))
     if not names:
