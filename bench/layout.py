@@ -65,12 +65,12 @@ def run(client: redis.Redis, version: str) -> str:
         user_id=user, session_id=sid, now=codec.utc_now(), context_fields=fields
     )
     single_json = msgspec.json.encode(lean_struct)
-    meta_only = [(k, v) for k, v in meta if not k.startswith("c:")]
+    meta_only = {k: v for k, v in meta.items() if not k.startswith(b"c:")}
 
     per_field_key, single_key = f"bench:{{x}}:per-field:{sid}", f"bench:{{x}}:single:{sid}"
     client.delete(per_field_key, single_key)
-    client.hset(per_field_key, mapping=dict(meta))
-    client.hset(single_key, mapping={**dict(meta_only), "context": single_json})
+    client.hset(per_field_key, mapping=meta)  # type: ignore[arg-type]
+    client.hset(single_key, mapping={**meta_only, b"context": single_json})  # type: ignore[arg-type]
     stored = client.hgetall(per_field_key)
     lean_bytes = len(codec.lean_json(stored))
     mem_per_field = client.memory_usage(per_field_key, samples=0)

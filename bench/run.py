@@ -46,6 +46,7 @@ from tests import reference_models as ref  # the pydantic transcription of the r
 
 HERE = Path(__file__).resolve().parent
 USER = "bench-user"
+NOW = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.timezone.utc)
 
 
 # ---------------------------------------------------------------- measurement
@@ -281,22 +282,33 @@ def scenarios(url: str, quick: bool) -> tuple[dict[str, dict[str, Result]], dict
         ).save()
     run("create", creates, {"ours": 1, "floor": 1, "pydantic+JSON": 1, "redis-om": 1})
 
-    # update
-    update_req = first_request(core.update_session_context(sid, USER, ctx))
+    # update: like a tutoring turn, each call records a quiz outcome, so the user model changes
+    # (two contexts, alternating); the app read the session before (it is in the store's cache).
+    # Each variant has a session of its own, so that none of them sees another's writes.
+    ctx_b = outcome_recorded(ctx)
+    pctx_b = ref.TutorContext.model_validate_json(msgspec.json.encode(ctx_b))
+    floor_sid = cached.create_session(USER, initial_context=ctx)
+    assert cached.get_session_context(floor_sid, USER) is not None
+    update_req = first_request(
+        core.update_session_context(floor_sid, USER, outcome_recorded(ctx, floor_sid))
+    )
+    assert cached.get_session_context(sid, USER) is not None  # cached: the next is a change
     updates = {
-        "ours": lambda: cached.update_session_context(sid, USER, ctx),
-        "ours (invalidation off)": _store_call(url, prefix, "update", sid, ctx),
-        "floor": replay(raw, shas, update_req),
-        "pydantic+JSON": lambda: pyd.update(USER, psid, pctx),
+        "ours": alternate(lambda c: cached.update_session_context(sid, USER, c), ctx, ctx_b),
+        "ours (invalidation off)": _store_call(url, prefix, ctx),
+        # the same commands: the change A -> B (no base version, so Redis does the same work each
+        # time rather than refusing a stale base)
+        "floor": replay(raw, shas, _without_base(update_req)),
+        "pydantic+JSON": alternate(lambda c: pyd.update(USER, psid, c), pctx, pctx_b),
     }
     if om is not None:
 
-        def om_update() -> None:
-            om_model.context = pctx.model_dump_json()
+        def om_update(c: ref.TutorContext) -> None:
+            om_model.context = c.model_dump_json()
             om_model.updated_at = time.time()
             om_model.save()
 
-        updates["redis-om"] = om_update
+        updates["redis-om"] = alternate(om_update, pctx, pctx_b)
     run(
         "update",
         updates,
@@ -399,9 +411,41 @@ def _fresh_create(
     return call
 
 
-def _store_call(url: str, prefix: str, what: str, sid: str, ctx: Any) -> Callable[[], Any]:
+def outcome_recorded(ctx: Any, sid: str | None = None) -> Any:
+    """A copy of ``ctx`` (of session ``sid`` if given) with one more quiz outcome recorded."""
+    out = msgspec.json.decode(msgspec.json.encode(ctx), type=type(ctx))
+    if sid is not None:
+        out.session_id = uuid.UUID(sid)
+    out.user_model_state.record_outcome("concept-07", "incorrect", "mixed up the axes", now=NOW)
+    return out
+
+
+def alternate(call: Callable[[Any], Any], a: Any, b: Any) -> Callable[[], Any]:
+    """``call(a)``, ``call(b)``, ``call(a)``, ... one per call."""
+    both, turn = (a, b), [0]
+
+    def next_call() -> Any:
+        turn[0] ^= 1
+        return call(both[turn[0]])
+
+    return next_call
+
+
+def _store_call(url: str, prefix: str, ctx: Any) -> Callable[[], Any]:
+    """Updates like "ours", by a store with invalidation off, on a session of its own."""
     store = SessionStore.from_url(url, config=StoreConfig(key_prefix=prefix, invalidation=False))
-    return lambda: store.update_session_context(sid, USER, ctx)
+    sid = store.create_session(USER, initial_context=ctx)
+    a = store.get_session_context(sid, USER)  # cached, as in an app
+    return alternate(
+        lambda c: store.update_session_context(sid, USER, c), a, outcome_recorded(a)
+    )
+
+
+def _without_base(request: RunScript) -> RunScript:
+    """An update request whose change applies whatever the stored version (ARGV[9] = "")."""
+    args = list(request.args)
+    args[8] = b""
+    return RunScript(request.name, request.keys, args)
 
 
 def _pydantic_modify(pyd: PydanticStore, user: str, sid: str) -> None:

@@ -1,4 +1,5 @@
--- Replace the context of an existing session; bump its version and record its activity.
+-- Replace the context of an existing session (whole, or as a change against a version the writer
+-- knows); bump its version and record its activity.
 -- KEYS[1] = session record hash              rs:{u:<u>}:s:<sid>
 -- KEYS[2] = messages hash                    rs:{u:<u>}:s:<sid>:msgs
 -- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb
@@ -13,59 +14,54 @@
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
 -- ARGV[7] = now, ISO-8601 text (updated_at)
 -- ARGV[8] = expected version, or "" to write whatever the version is
--- ARGV[9..] = field, value pairs: the whole new context ("c:<name>" JSON fields and "folder_id");
---             stored context fields not among them are removed, except that c:latest_turn_no and
---             c:latest_snapshot_index are only ever raised (the store allocates turns).
+-- ARGV[9] = base version: the fields below are a change against that version of the record, or ""
+--           when they are the whole context
+-- ARGV[10] = latest_turn_no, ARGV[11] = latest_snapshot_index ("" : not given); each is only ever
+--            raised, never lowered (the store allocates turns)
+-- ARGV[12] = k, how many field names follow to remove
+-- ARGV[13..12+k] = context fields to remove (those now at their default)
+-- ARGV[13+k..] = field, value pairs to set ("c:<name>" JSON fields and "folder_id")
 -- Returns {1, new_version, latest_turn_no, latest_snapshot_index}; {0} when the record is missing or
--- belongs to another user (it is never re-created); {-1, stored_version} on a version conflict.
+-- belongs to another user (it is never re-created); {-1, stored_version} on a version conflict;
+-- {-2, stored_version} when the record is no longer at the base version (nothing was written).
 local record_key = KEYS[1]
-local user_id, session_id, member, now_ms, ttl_ms, channel, now_iso, expected =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local user_id, session_id, member, now_ms, ttl_ms, channel, now_iso, expected, base =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local turn_arg, snapshot_arg, removals = ARGV[10], ARGV[11], tonumber(ARGV[12])
+local first_pair = 13 + removals
 
-local owner, version = unpack(redis.call('HMGET', record_key, 'user_id', 'version'))
+local owner, version, turn, snapshot = unpack(redis.call(
+  'HMGET', record_key, 'user_id', 'version', 'c:latest_turn_no', 'c:latest_snapshot_index'))
 if owner ~= user_id then
   return {0}
 end
-if expected ~= '' and tonumber(expected) ~= tonumber(version) then
-  return {-1, tonumber(version)}
+version = tonumber(version)
+if expected ~= '' and tonumber(expected) ~= version then
+  return {-1, version}
+end
+if base ~= '' and tonumber(base) ~= version then
+  return {-2, version}
 end
 
-local monotonic = {['c:latest_turn_no'] = 0, ['c:latest_snapshot_index'] = 0}
-for name in pairs(monotonic) do
-  monotonic[name] = tonumber(redis.call('HGET', record_key, name) or '0')
+if removals > 0 then
+  redis.call('HDEL', record_key, unpack(ARGV, 13, first_pair - 1))
 end
-
-local new_fields, wanted = {}, {}
-for i = 9, #ARGV, 2 do
-  local name, value = ARGV[i], ARGV[i + 1]
-  if monotonic[name] ~= nil then
-    monotonic[name] = math.max(monotonic[name], tonumber(value))
-  else
-    wanted[name] = true
-    new_fields[#new_fields + 1] = name
-    new_fields[#new_fields + 1] = value
-  end
+turn, snapshot = tonumber(turn or '0'), tonumber(snapshot or '0')
+local raised = {}
+if turn_arg ~= '' and tonumber(turn_arg) > turn then
+  turn = tonumber(turn_arg)
+  raised[#raised + 1] = 'c:latest_turn_no'
+  raised[#raised + 1] = turn
 end
-
-local stale = {}
-for _, name in ipairs(redis.call('HKEYS', record_key)) do
-  local is_context = string.sub(name, 1, 2) == 'c:' or name == 'folder_id'
-  if is_context and not wanted[name] and monotonic[name] == nil then
-    stale[#stale + 1] = name
-  end
+if snapshot_arg ~= '' and tonumber(snapshot_arg) > snapshot then
+  snapshot = tonumber(snapshot_arg)
+  raised[#raised + 1] = 'c:latest_snapshot_index'
+  raised[#raised + 1] = snapshot
 end
-if #stale > 0 then
-  redis.call('HDEL', record_key, unpack(stale))
+if #raised > 0 then
+  redis.call('HSET', record_key, unpack(raised))
 end
-for name, value in pairs(monotonic) do
-  if value > 0 then
-    new_fields[#new_fields + 1] = name
-    new_fields[#new_fields + 1] = value
-  end
-end
-new_fields[#new_fields + 1] = 'updated_at'
-new_fields[#new_fields + 1] = now_iso
-redis.call('HSET', record_key, unpack(new_fields))
+redis.call('HSET', record_key, 'updated_at', now_iso, unpack(ARGV, first_pair, #ARGV))
 local new_version = redis.call('HINCRBY', record_key, 'version', 1)
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return {1, new_version, monotonic['c:latest_turn_no'], monotonic['c:latest_snapshot_index']}
+return {1, new_version, turn, snapshot}

@@ -116,6 +116,7 @@ class operation(Generic[P, T]):
         bound.__name__ = bound.__qualname__ = self.__name__
         bound.__doc__ = self.__doc__
         bound.__signature__ = self.bound_signature
+        store.__dict__[self.__name__] = bound  # made once per store: later lookups find it there
         return bound
 
 
@@ -259,16 +260,19 @@ class StoreBase:
     async def _perform(self, request: Request) -> Any:
         """One request, one round trip."""
         client = self._client
-        if isinstance(request, Command):
-            return await _settle(client.execute_command(*request.args))
-        if isinstance(request, RunScript):
+        # the two requests of every operation: awaited only with an asyncio client (no _settle)
+        if type(request) is RunScript:
             keys = request.keys
             sha = script_sha(request.name)
             try:
-                return await _settle(client.evalsha(sha, len(keys), *keys, *request.args))
+                reply = client.evalsha(sha, len(keys), *keys, *request.args)
+                return (await reply) if self.is_async else reply
             except rex.NoScriptError:  # a new or restarted server: load it once, send again
                 await _settle(client.script_load(script_source(request.name)))
                 return await _settle(client.evalsha(sha, len(keys), *keys, *request.args))
+        if type(request) is Command:
+            reply = client.execute_command(*request.args)
+            return (await reply) if self.is_async else reply
         if isinstance(request, Pipeline):
             pipe = client.pipeline(transaction=False)
             for command in request.commands:
@@ -279,7 +283,7 @@ class StoreBase:
         if isinstance(request, Sleep):
             return await _settle(self._sleep(request.seconds))
         source = self._core.folder_source
-        assert source is not None
+        assert source is not None and isinstance(request, LoadFolder)
         return await _settle(source(request.folder_id, request.user_id))
 
     # ------------------------------------------------------------------ invalidation listener

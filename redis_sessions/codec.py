@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -44,19 +44,10 @@ LISTING_FIELDS: Final = (
 
 _encoder = msgspec.json.Encoder()
 _context_decoder = msgspec.json.Decoder(TutorContext)
-_split_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _str_decoder = msgspec.json.Decoder(str)
 
 _CONTEXT_FIELDS: Final = frozenset(f.name for f in msgspec.structs.fields(TutorContext))
 _STORED_FIELDS: Final = _CONTEXT_FIELDS - set(BULKY_FIELDS) - set(META_BACKED)
-#: Field name (bytes, as stored after ``c:``) -> the JSON of its default; equal values are not stored.
-_DEFAULT_JSON: Final[dict[str, bytes]] = {
-    f.name: _encoder.encode(
-        f.default if f.default_factory is msgspec.NODEFAULT else f.default_factory()
-    )
-    for f in msgspec.structs.fields(TutorContext)
-    if f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT
-}
 
 
 class CorruptRecord(ValueError):
@@ -97,15 +88,68 @@ def parse_time(raw: bytes | str) -> dt.datetime:
 # --------------------------------------------------------------------------- writing a context
 
 
+class _StoredField(NamedTuple):
+    """How one stored context field is written: its attribute, hash field, default and checker."""
+
+    name: str
+    key: bytes  # b"c:<name>"
+    #: the default itself when it is an immutable scalar (compared without encoding), else _MUTABLE
+    scalar_default: Any
+    default_json: bytes | None  # None: the field has no default
+    decoder: msgspec.json.Decoder[Any]  # the field's declared type, to validate what was encoded
+
+
+_MUTABLE: Final = object()
+_SCALARS: Final = (type(None), bool, int, float, str)
+
+
+def _stored_field(f: msgspec.structs.FieldInfo) -> _StoredField:
+    if f.default is not msgspec.NODEFAULT:
+        default: Any = f.default
+    elif f.default_factory is not msgspec.NODEFAULT:
+        default = f.default_factory()
+    else:
+        default = msgspec.NODEFAULT
+    scalar = default if type(default) in _SCALARS else _MUTABLE
+    return _StoredField(
+        name=f.name,
+        key=b"c:" + f.name.encode(),
+        scalar_default=scalar,
+        default_json=None if default is msgspec.NODEFAULT else _encoder.encode(default),
+        decoder=msgspec.json.Decoder(f.type),
+    )
+
+
+#: Every stored context field, in declaration order.
+_STORED: Final = tuple(
+    _stored_field(f) for f in msgspec.structs.fields(TutorContext) if f.name in _STORED_FIELDS
+)
+#: Hash fields an update may remove: every stored context field but the monotonic ones, and
+#: folder_id. (A ``c:`` field this version does not know, written by a newer one, is left alone.)
+REMOVABLE_FIELDS: Final = (
+    *(f.key for f in _STORED if f.name not in MONOTONIC_FIELDS),
+    b"folder_id",
+)
+
+
 def encode_context(
-    context: TutorContext, *, user_id: str, session_id: str, max_bytes: int
-) -> list[tuple[str, bytes]]:
-    """The record fields of ``context``: ``("c:<name>", json)`` pairs plus ``("folder_id", text)``.
+    context: TutorContext,
+    *,
+    user_id: str,
+    session_id: str,
+    max_bytes: int,
+    stored: Mapping[bytes, bytes] | None = None,
+) -> dict[bytes, bytes]:
+    """The record fields of ``context``: ``c:<name>`` -> that field's JSON, for every field that
+    differs from its default, plus ``folder_id`` when set.
 
     Checks that the context belongs to (user_id, session_id), that every field has its declared type
     (a Struct built by hand is not validated by msgspec, so a wrong type would only fail on a later
     read), and that the lean JSON fits in ``max_bytes``. Raises InvalidInput, writing nothing.
     ``history`` and ``whiteboard_history`` are left out: they are never stored in the record.
+
+    ``stored``: the record as Redis holds it, when known (the cached one). A field whose JSON is
+    byte for byte what is stored is not validated again: it was read back from Redis already.
     """
     if not isinstance(context, TutorContext):
         raise InvalidInput(f"context must be a TutorContext, got {type(context).__name__}")
@@ -117,28 +161,105 @@ def encode_context(
         raise InvalidInput(
             f"context.session_id is {context.session_id}, but the call is for session {session_id}"
         )
-    lean = msgspec.structs.replace(context, history=[], whiteboard_history=[])
-    try:
-        raw = _encoder.encode(lean)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidInput(f"context cannot be encoded as JSON: {exc}") from exc
-    if len(raw) > max_bytes:
-        raise InvalidInput(
-            f"lean context is {len(raw)} bytes, more than max_context_bytes={max_bytes}"
-        )
-    try:
-        _context_decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid context: {exc}") from exc
-    fields: list[tuple[str, bytes]] = []
-    for name, value in _split_decoder.decode(raw).items():
-        if name in _STORED_FIELDS:
-            blob = bytes(value)
-            if _DEFAULT_JSON.get(name) != blob:
-                fields.append(("c:" + name, blob))
+    known = stored if stored is not None else {}
+    fields: dict[bytes, bytes] = {}
+    # size of the lean JSON object: {"user_id":...,"session_id":...,<fields>}
+    size = 2 + 10 + len(_encoder.encode(user_id)) + 1 + 13 + 38
+    for field in _STORED:
+        value = getattr(context, field.name)
+        default = field.scalar_default
+        if default is not _MUTABLE and value.__class__ is default.__class__ and value == default:
+            continue
+        if value.__class__ is list and not value and field.default_json == b"[]":
+            continue
+        try:
+            blob = _encoder.encode(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInput(
+                f"context cannot be encoded as JSON: {exc} - at `$.{field.name}`"
+            ) from exc
+        if blob == field.default_json:
+            continue
+        if known.get(field.key) != blob:
+            try:
+                field.decoder.decode(blob)
+            except msgspec.ValidationError as exc:
+                raise InvalidInput(f"invalid context: {_at(exc, field.name)}") from exc
+        fields[field.key] = blob
+        size += len(field.key) + 2 + len(blob)  # ,"<name>":<json>
     if context.folder_id is not None:
-        fields.append(("folder_id", str(context.folder_id).encode()))
+        folder = str(context.folder_id).encode()
+        fields[b"folder_id"] = folder
+        size += 13 + 38
+    if size > max_bytes:
+        raise InvalidInput(f"lean context is {size} bytes, more than max_context_bytes={max_bytes}")
     return fields
+
+
+_TURN: Final = b"c:latest_turn_no"
+_SNAPSHOT: Final = b"c:latest_snapshot_index"
+_MONOTONIC_KEYS: Final = frozenset((_TURN, _SNAPSHOT))
+
+
+class ContextChange(NamedTuple):
+    """What an update sends to ``update.lua`` (ARGV[10..]) besides the base version."""
+
+    latest_turn_no: bytes  # b"": not given
+    latest_snapshot_index: bytes
+    removals: list[bytes]  # fields to remove (now at their default)
+    sets: dict[bytes, bytes]  # fields to set
+
+    def args(self) -> list[bytes | int]:
+        flat: list[bytes | int] = [
+            self.latest_turn_no,
+            self.latest_snapshot_index,
+            len(self.removals),
+            *self.removals,
+        ]
+        for pair in self.sets.items():
+            flat.extend(pair)
+        return flat
+
+    def applied_to(
+        self, stored: Mapping[bytes, bytes], latest_turn: int, latest_snapshot: int
+    ) -> dict[bytes, bytes]:
+        """``stored`` with this change made, and the monotonic fields as the script left them."""
+        record = dict(stored)
+        for name in self.removals:
+            record.pop(name, None)
+        record.update(self.sets)
+        for name, number in ((_TURN, latest_turn), (_SNAPSHOT, latest_snapshot)):
+            if number > 0:
+                record[name] = str(number).encode()
+        return record
+
+
+def context_change(
+    fields: Mapping[bytes, bytes], stored: Mapping[bytes, bytes] | None
+) -> ContextChange:
+    """The update that makes a record hold the context ``fields`` (from ``encode_context``).
+
+    With ``stored`` (the record as Redis holds it at some version, the cached one) only what
+    differs from it; without, the whole context: every field, and every removable one it lacks.
+    """
+    turn, snapshot = fields.get(_TURN, b""), fields.get(_SNAPSHOT, b"")
+    if stored is None:
+        removals = [name for name in REMOVABLE_FIELDS if name not in fields]
+        sets = {k: v for k, v in fields.items() if k not in _MONOTONIC_KEYS}
+    else:
+        removals = [name for name in REMOVABLE_FIELDS if name in stored and name not in fields]
+        sets = {k: v for k, v in fields.items() if stored.get(k) != v}
+        sets.pop(_TURN, None)
+        sets.pop(_SNAPSHOT, None)
+    return ContextChange(turn, snapshot, removals, sets)
+
+
+def _at(exc: msgspec.ValidationError, name: str) -> str:
+    """A field decoder's error, with the path from the context's root (``$.<name>...``)."""
+    message = str(exc)
+    if " - at `$" in message:
+        return message.replace(" - at `$", f" - at `$.{name}", 1)
+    return f"{message} - at `$.{name}`"
 
 
 def record_fields(
@@ -146,27 +267,29 @@ def record_fields(
     user_id: str,
     session_id: str,
     now: dt.datetime,
-    context_fields: Iterable[tuple[str, bytes]],
-) -> list[tuple[str, str | bytes]]:
-    """Every field of a new session record."""
-    stamp = iso(now)
-    meta: list[tuple[str, str | bytes]] = [
-        ("user_id", user_id),
-        ("session_id", session_id),
-        ("created_at", stamp),
-        ("updated_at", stamp),
-        ("version", "1"),
-        ("schema", str(SCHEMA_VERSION)),
-    ]
-    meta.extend(context_fields)
-    return meta
+    context_fields: Mapping[bytes, bytes],
+) -> dict[bytes, bytes]:
+    """Every field of a new session record (as Redis will hold it)."""
+    stamp = iso(now).encode()
+    record = {
+        b"user_id": user_id.encode(),
+        b"session_id": session_id.encode(),
+        b"created_at": stamp,
+        b"updated_at": stamp,
+        b"version": b"1",
+        b"schema": _SCHEMA,
+    }
+    record.update(context_fields)
+    return record
 
 
-def flatten(pairs: Iterable[tuple[str, str | bytes]]) -> list[str | bytes]:
+_SCHEMA: Final = str(SCHEMA_VERSION).encode()
+
+
+def flatten(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[str | bytes]:
     out: list[str | bytes] = []
-    for name, value in pairs:
-        out.append(name)
-        out.append(value)
+    for pair in pairs:
+        out.extend(pair)
     return out
 
 

@@ -10,14 +10,12 @@ The sync and async stores only run these generators (``drive``); no logic lives 
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import random
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -106,13 +104,35 @@ class _Cached(dict[bytes, bytes]):
     parts: tuple[dict[str, Any], bytes] | None = None
 
 
-@dataclasses.dataclass(slots=True)
 class _Write:
-    """One write in flight (see ``StoreCore._writing``)."""
+    """One write in flight: the bracket of ``StoreCore._writing`` (a context manager)."""
 
-    epoch: int
-    before: Record | None
-    after: Record | None = None
+    __slots__ = ("after", "before", "core", "epoch", "key")
+
+    def __init__(self, core: StoreCore, key: tuple[str, str]) -> None:
+        self.core, self.key = core, key
+        self.before: Record | None = None
+        #: the exact record Redis holds once the write succeeded, when the operation knows it
+        self.after: Record | None = None
+        self.epoch = 0
+
+    def __enter__(self) -> _Write:
+        core, key = self.core, self.key
+        with core._lock:
+            self.epoch = core.freshness.invalidate(key)
+            self.before = core.cache.peek(key) if core.cache_serving else None
+            core.cache.evict(key)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        core, key = self.core, self.key
+        with core._lock:
+            fresh = core.freshness.unchanged_since(key, self.epoch)
+            if self.after is not None and fresh and core.cache_serving:
+                core.cache.put(key, _Cached(self.after))
+            else:
+                core.cache.evict(key)
+            core.freshness.invalidate(key)
 
 
 class StoreCore:
@@ -129,6 +149,7 @@ class StoreCore:
         if not isinstance(self.config, StoreConfig):
             raise InvalidInput(f"config must be a StoreConfig, got {type(self.config).__name__}")
         self.keys = KeySpace(self.config.key_prefix)
+        self._key_ttl_ms = self.config.key_ttl_ms
         self.cache: TTLCache[tuple[str, str], Record] = TTLCache(
             self.config.cache_size,
             self.config.cache_ttl,
@@ -159,8 +180,7 @@ class StoreCore:
     def now(self) -> dt.datetime:
         return codec.check_aware(self._clock())
 
-    @contextlib.contextmanager
-    def _writing(self, cache_key: tuple[str, str]) -> Iterator[_Write]:
+    def _writing(self, cache_key: tuple[str, str]) -> _Write:
         """Bracket one write to Redis so the cache never holds what Redis no longer does.
 
         On entry (atomically): the write's entry is evicted and its cached record kept as
@@ -171,26 +191,13 @@ class StoreCore:
         evicted; and the key is invalidated again, so that a read which may have seen Redis before
         this write cannot fill the cache afterwards.
         """
-        with self._lock:
-            epoch = self.freshness.invalidate(cache_key)
-            write = _Write(epoch, self.cache.peek(cache_key) if self.cache_serving else None)
-            self.cache.evict(cache_key)
-        try:
-            yield write
-        finally:
-            with self._lock:
-                fresh = self.freshness.unchanged_since(cache_key, write.epoch)
-                if write.after is not None and fresh and self.cache_serving:
-                    self.cache.put(cache_key, _Cached(write.after))
-                else:
-                    self.cache.evict(cache_key)
-                self.freshness.invalidate(cache_key)
+        return _Write(self, cache_key)
 
     def _write_args(self, uid: str, sid: str, now: dt.datetime) -> list[Arg]:
         """ARGV[1..6] of every session write script: user, session, expiry entry, now (ms), TTL,
         and the channel the change is announced on."""
         member = self.keys.expiry_member(uid, sid)
-        return [uid, sid, member, codec.epoch_ms(now), self.config.key_ttl_ms, self.channel]
+        return [uid, sid, member, codec.epoch_ms(now), self._key_ttl_ms, self.channel]
 
     def _corrupt(self, key: str, problem: object) -> None:
         with self._lock:
@@ -286,17 +293,34 @@ class StoreCore:
         for problem in bad_snapshots:
             self._corrupt(snapshots_key, problem)
 
+    def _parts(
+        self, record: Record, user_id: str, session_id: str
+    ) -> tuple[dict[str, Any], bytes]:
+        """(metadata, lean context JSON) of a record, kept with a cached one; raises CorruptRecord."""
+        if isinstance(record, _Cached):
+            if record.parts is None:  # computed once per cached record (a benign race)
+                record.parts = codec.session_parts(record, user_id, session_id)
+            return record.parts
+        return codec.session_parts(record, user_id, session_id)
+
     def _session(self, record: Record, user_id: str, session_id: str) -> Session | None:
         try:
-            if isinstance(record, _Cached):
-                if record.parts is None:  # computed once per cached record (a benign race)
-                    record.parts = codec.session_parts(record, user_id, session_id)
-                return codec.session_from_parts(record.parts)
-            return codec.session_from_fields(record, user_id, session_id)
+            return codec.session_from_parts(self._parts(record, user_id, session_id))
         except codec.CorruptRecord as exc:
-            self.cache.evict((user_id, session_id))
-            self._corrupt(self.keys.session(user_id, session_id), exc)
+            self._drop_corrupt(user_id, session_id, exc)
             return None
+
+    def _context(self, record: Record, user_id: str, session_id: str) -> TutorContext | None:
+        """The record's context alone (what a Session would hold, without making the Session)."""
+        try:
+            return codec.decode_context(self._parts(record, user_id, session_id)[1])
+        except codec.CorruptRecord as exc:
+            self._drop_corrupt(user_id, session_id, exc)
+            return None
+
+    def _drop_corrupt(self, user_id: str, session_id: str, exc: codec.CorruptRecord) -> None:
+        self.cache.evict((user_id, session_id))
+        self._corrupt(self.keys.session(user_id, session_id), exc)
 
     # ------------------------------------------------------------------ sessions
 
@@ -329,14 +353,16 @@ class StoreCore:
             keys = self.keys.session_write_keys(uid, sid)
             if redis_folder is not None:
                 keys.append(self.keys.folder(uid, redis_folder))
-            args = [*self._write_args(uid, sid, now), redis_folder or "", *codec.flatten(record)]
+            args = [
+                *self._write_args(uid, sid, now),
+                redis_folder or "",
+                *codec.flatten(record.items()),
+            ]
             with self._writing((uid, sid)) as write:
                 reply = yield RunScript(ScriptName.CREATE, keys, args)
                 if reply[0] == 1 and reply[1] == b"none":
                     # no folder was copied in: the record is exactly what was sent
-                    write.after = {
-                        k.encode(): (v.encode() if isinstance(v, str) else v) for k, v in record
-                    }
+                    write.after = record
             if reply[0] == 1:
                 break
         else:  # pragma: no cover - three UUID4 collisions in a row
@@ -423,11 +449,10 @@ class StoreCore:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         history = _check_int(history, "history", minimum=0)
         if history == 0:
-            record = yield from self._record(uid, sid)
+            record = self._cached((uid, sid))  # a hit makes no generator of _record
             if record is None:
-                return None
-            session = self._session(record, uid, sid)
-            return None if session is None else session.context
+                record = yield from self._record(uid, sid, use_cache=False)
+            return None if record is None else self._context(record, uid, sid)
         epoch = self.freshness.token()
         reply = yield from self._read_script(uid, sid, history, whole=True, snapshots=True)
         if not reply:
@@ -472,34 +497,44 @@ class StoreCore:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         if expected_version is not None:
             _check_int(expected_version, "expected_version", minimum=1)
+        # with the record cached, send only what changed, against the cached version (fields
+        # that did not change were read back from Redis: they need no validation)
+        peeked = self.cache.peek((uid, sid)) if self.cache_serving else None
         fields = codec.encode_context(
-            context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
+            context,
+            user_id=uid,
+            session_id=sid,
+            max_bytes=self.config.max_context_bytes,
+            stored=peeked,
         )
         now = self.now()
-        args = [
+        stamp = codec.iso(now)
+        head = [
             *self._write_args(uid, sid, now),
-            codec.iso(now),
+            stamp,
             "" if expected_version is None else expected_version,
-            *codec.flatten(fields),
         ]
+        keys = self.keys.session_write_keys(uid, sid)
         with self._writing((uid, sid)) as write:
-            reply = yield RunScript(ScriptName.UPDATE, self.keys.session_write_keys(uid, sid), args)
+            base = write.before if write.before is peeked else None
+            base_version = base.get(b"version") if base is not None else None
+            if base_version is None:
+                base, base_version = None, b""
+            change = codec.context_change(fields, base)
+            reply = yield RunScript(ScriptName.UPDATE, keys, [*head, base_version, *change.args()])
+            if int(reply[0]) == -2:  # Redis moved on from the cached version: send it whole
+                base, change = None, codec.context_change(fields, None)
+                reply = yield RunScript(ScriptName.UPDATE, keys, [*head, b"", *change.args()])
             status = int(reply[0])
             if status == 0:
                 return False
             if status == -1:
                 assert expected_version is not None
                 raise VersionConflict(sid, expected_version, int(reply[1]))
-            if write.before is not None:
-                record = {
-                    k: v
-                    for k, v in write.before.items()
-                    if not (k.startswith(codec.CONTEXT_PREFIX) or k == b"folder_id")
-                }
-                record.update((k.encode(), v) for k, v in fields)
-                record.update(_monotonic(reply[2], reply[3]))
+            if base is not None:
+                record = change.applied_to(base, int(reply[2]), int(reply[3]))
                 record[b"version"] = str(reply[1]).encode()
-                record[b"updated_at"] = codec.iso(now).encode()
+                record[b"updated_at"] = stamp.encode()
                 write.after = record
             return True
 

@@ -90,6 +90,20 @@ def decode_user(encoded: str) -> str:
     return urllib.parse.unquote(encoded, errors="strict")
 
 
+@functools.lru_cache(maxsize=4096)
+def _user_keys(prefix: str, user_id: str) -> tuple[str, str, str, str]:
+    """(tag, session index, live expiry index, ended expiry index) of a user under ``prefix``.
+    Memoized: every write needs all four, and the slot takes a CRC16."""
+    encoded = encode_user(user_id)
+    tag = f"{prefix}:{{u:{encoded}}}"
+    return (tag, f"{tag}:idx", *_slot_expiry(prefix, key_slot(f"u:{encoded}")))
+
+
+def _slot_expiry(prefix: str, slot: int) -> tuple[str, str]:
+    base = f"{prefix}:{{{slot_tags()[slot]}}}"
+    return f"{base}:exp", f"{base}:ended"
+
+
 class KeySpace:
     """Builds the key names under one prefix. Pure: no I/O, no state but the prefix."""
 
@@ -100,7 +114,7 @@ class KeySpace:
 
     def user_tag(self, user_id: str) -> str:
         """``rs:{u:<u>}``: the start of every key of the user (includes the hash tag)."""
-        return f"{self.prefix}:{{u:{encode_user(user_id)}}}"
+        return _user_keys(self.prefix, user_id)[0]
 
     def user_pattern(self, user_id: str) -> str:
         """A SCAN MATCH pattern for every key of the user (glob characters escaped)."""
@@ -121,7 +135,9 @@ class KeySpace:
     def session_write_keys(self, user_id: str, session_id: str) -> list[str]:
         """KEYS[1..6] of every script that writes a session: record, messages, snapshots, the
         user's index, and the live and ended expiry indexes of the user's slot."""
-        return [*self.session_keys(user_id, session_id), self.index(user_id), *self.expiry(user_id)]
+        tag, index, live, ended = _user_keys(self.prefix, user_id)
+        record = f"{tag}:s:{session_id}"
+        return [record, f"{record}:msgs", f"{record}:wb", index, live, ended]
 
     def session_prefix(self, user_id: str) -> str:
         """What precedes a session id in the record key (scripts append the id to it)."""
@@ -138,12 +154,11 @@ class KeySpace:
 
     def expiry(self, user_id: str) -> tuple[str, str]:
         """(live, ended) expiry indexes of the user's hash slot."""
-        return self.slot_expiry(self.user_slot(user_id))
+        return _user_keys(self.prefix, user_id)[2:]
 
     def slot_expiry(self, slot: int) -> tuple[str, str]:
         """(live, ended) expiry indexes of one hash slot."""
-        base = f"{self.prefix}:{{{slot_tags()[slot]}}}"
-        return f"{base}:exp", f"{base}:ended"
+        return _slot_expiry(self.prefix, slot)
 
     def sweep_lock(self) -> str:
         return f"{self.prefix}:sweep-lock"

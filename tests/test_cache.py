@@ -163,8 +163,9 @@ def test_interleaved_writes_never_leave_a_stale_cache_entry(
         assert other is not None
         other.state = "from B"
         store.update_session_context(sid, "alice", other)
-    with pytest.raises(StopIteration):
-        op.send(store._execute(request))
+    with pytest.raises(StopIteration):  # A's change was against version 1: it is sent whole
+        while True:
+            request = op.send(store._execute(request))
     cached = store._core.cache.peek(("alice", sid))
     assert cached is None or cached == store.client.hgetall(store._core.keys.session("alice", sid))
     session = store.get_session(sid, "alice")
