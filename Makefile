@@ -42,6 +42,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.async_overhead
 	$(BENCH_VENV)/bin/python -m bench.invalidation
 	$(BENCH_VENV)/bin/python -m bench.sweep
+	$(BENCH_VENV)/bin/python -m bench.profile
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

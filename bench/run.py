@@ -436,9 +436,7 @@ def _store_call(url: str, prefix: str, ctx: Any) -> Callable[[], Any]:
     store = SessionStore.from_url(url, config=StoreConfig(key_prefix=prefix, invalidation=False))
     sid = store.create_session(USER, initial_context=ctx)
     a = store.get_session_context(sid, USER)  # cached, as in an app
-    return alternate(
-        lambda c: store.update_session_context(sid, USER, c), a, outcome_recorded(a)
-    )
+    return alternate(lambda c: store.update_session_context(sid, USER, c), a, outcome_recorded(a))
 
 
 def _without_base(request: RunScript) -> RunScript:

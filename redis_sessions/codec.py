@@ -527,5 +527,5 @@ def folder_from_fields(fields: Mapping[bytes, bytes], user_id: str, folder_id: s
         raise CorruptRecord(f"bad folder record: {exc!r}") from exc
 
 
-def new_session_id() -> str:
-    return str(uuid.uuid4())
+def new_session_id() -> uuid.UUID:
+    return uuid.uuid4()

@@ -293,9 +293,7 @@ class StoreCore:
         for problem in bad_snapshots:
             self._corrupt(snapshots_key, problem)
 
-    def _parts(
-        self, record: Record, user_id: str, session_id: str
-    ) -> tuple[dict[str, Any], bytes]:
+    def _parts(self, record: Record, user_id: str, session_id: str) -> tuple[dict[str, Any], bytes]:
         """(metadata, lean context JSON) of a record, kept with a cached one; raises CorruptRecord."""
         if isinstance(record, _Cached):
             if record.parts is None:  # computed once per cached record (a benign race)
@@ -342,8 +340,8 @@ class StoreCore:
             redis_folder = None
         now = self.now()
         for _ in range(3):  # a UUID4 collision is practically impossible; never overwrite one
-            sid = codec.new_session_id()
-            context.session_id = uuid.UUID(sid)
+            context.session_id = codec.new_session_id()
+            sid = str(context.session_id)
             fields = codec.encode_context(
                 context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
             )
