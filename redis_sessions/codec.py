@@ -165,28 +165,27 @@ def encode_context(
     fields: dict[bytes, bytes] = {}
     # size of the lean JSON object: {"user_id":...,"session_id":...,<fields>}
     size = 2 + 10 + len(_encoder.encode(user_id)) + 1 + 13 + 38
-    for field in _STORED:
-        value = getattr(context, field.name)
-        default = field.scalar_default
-        if default is not _MUTABLE and value.__class__ is default.__class__ and value == default:
-            continue
-        if value.__class__ is list and not value and field.default_json == b"[]":
+    encode, stored_value = _encoder.encode, known.get
+    for name, key, default, default_json, decoder in _STORED:  # unpacked: the hot loop of writes
+        value = getattr(context, name)
+        if default is not _MUTABLE:
+            if value.__class__ is default.__class__ and value == default:
+                continue
+        elif value.__class__ is list and not value and default_json == b"[]":
             continue
         try:
-            blob = _encoder.encode(value)
+            blob = encode(value)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidInput(
-                f"context cannot be encoded as JSON: {exc} - at `$.{field.name}`"
-            ) from exc
-        if blob == field.default_json:
+            raise InvalidInput(f"context cannot be encoded as JSON: {exc} - at `$.{name}`") from exc
+        if blob == default_json:
             continue
-        if known.get(field.key) != blob:
+        if stored_value(key) != blob:
             try:
-                field.decoder.decode(blob)
+                decoder.decode(blob)
             except msgspec.ValidationError as exc:
-                raise InvalidInput(f"invalid context: {_at(exc, field.name)}") from exc
-        fields[field.key] = blob
-        size += len(field.key) + 2 + len(blob)  # ,"<name>":<json>
+                raise InvalidInput(f"invalid context: {_at(exc, name)}") from exc
+        fields[key] = blob
+        size += len(key) + 2 + len(blob)  # ,"<name>":<json>
     if context.folder_id is not None:
         folder = str(context.folder_id).encode()
         fields[b"folder_id"] = folder
