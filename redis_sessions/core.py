@@ -173,6 +173,8 @@ class StoreCore:
         self.cache_serving = not (self.config.invalidation and self.config.cache_size > 0)
         self.invalidations_received = 0
         self.cache_flushes = 0
+        self._quiet_until_ms = 0  # late invalidations are logged at most once a second
+        self._late_unlogged = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
@@ -254,12 +256,24 @@ class StoreCore:
             self.cache.evict(key)
         late_ms = self.config.max_invalidation_lag.total_seconds() * 1000
         if sent.isdigit() and now_ms is not None and now_ms - int(sent) > late_ms:
-            logger.warning(
-                "invalidations arrive %d ms late: flushing the cache", now_ms - int(sent)
-            )
             self.flush_cache()
+            self._warn_late(now_ms - int(sent), now_ms)
             return False
         return True
+
+    def _warn_late(self, lag_ms: int, now_ms: int) -> None:
+        """Log a late invalidation, at most once a second: a listener that fell behind finds its
+        whole backlog late, and one line per message would flood the log."""
+        if now_ms < self._quiet_until_ms:
+            self._late_unlogged += 1
+            return
+        logger.warning(
+            "invalidations arrive %d ms late: flushing the cache (%d more late since the last "
+            "warning)",
+            lag_ms,
+            self._late_unlogged,
+        )
+        self._quiet_until_ms, self._late_unlogged = now_ms + 1000, 0
 
     def _record(
         self, user_id: str, session_id: str, *, use_cache: bool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import subprocess
 import sys
@@ -168,6 +169,27 @@ def test_late_invalidations_empty_the_cache(store_factory: StoreFactory) -> None
     assert store.stats().cache_size == 1  # on time, about another session: nothing to do
     assert core.invalidate_remote(other, now_ms=1000 + 5000) is False
     assert store.stats().cache_size == 0 and store.stats().cache_flushes == 1
+
+
+def test_a_backlog_of_late_invalidations_logs_once_a_second(
+    store_factory: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener that fell behind finds every message of its backlog late: each one flushes the
+    cache, but the log gets one line a second, which counts the others."""
+    core = store_factory()._core
+    late = [
+        f"{core.keys.expiry_member('bob', str(uuid.uuid4()))}|1000|someone-else".encode()
+        for _ in range(100)
+    ]
+    with caplog.at_level(logging.WARNING, logger="redis_sessions"):
+        for i, message in enumerate(late):
+            assert core.invalidate_remote(message, now_ms=5000 + i) is False
+        assert core.invalidate_remote(late[0], now_ms=6001) is False
+    lines = [r.getMessage() for r in caplog.records if "late" in r.getMessage()]
+    assert len(lines) == 2
+    assert "4000 ms late" in lines[0] and "(0 more late" in lines[0]
+    assert "5001 ms late" in lines[1] and "(99 more late" in lines[1]
+    assert core.cache_flushes == 101
 
 
 def test_the_listener_stops_with_the_store(store_factory: StoreFactory) -> None:
