@@ -195,9 +195,18 @@ def encode_context(
     return fields
 
 
-_TURN: Final = b"c:latest_turn_no"
-_SNAPSHOT: Final = b"c:latest_snapshot_index"
+_TURN, _SNAPSHOT = (b"c:" + name.encode() for name in MONOTONIC_FIELDS)
 _MONOTONIC_KEYS: Final = frozenset((_TURN, _SNAPSHOT))
+
+
+def monotonic_fields(latest_turn: int | bytes, latest_snapshot: int | bytes) -> dict[bytes, bytes]:
+    """The monotonic context fields as a script reported storing them (0: absent)."""
+    out = {}
+    for name, value in ((_TURN, latest_turn), (_SNAPSHOT, latest_snapshot)):
+        number = int(value)  # a script's integer reply
+        if number > 0:
+            out[name] = str(number).encode()
+    return out
 
 
 class ContextChange(NamedTuple):
@@ -227,9 +236,7 @@ class ContextChange(NamedTuple):
         for name in self.removals:
             record.pop(name, None)
         record.update(self.sets)
-        for name, number in ((_TURN, latest_turn), (_SNAPSHOT, latest_snapshot)):
-            if number > 0:
-                record[name] = str(number).encode()
+        record.update(monotonic_fields(latest_turn, latest_snapshot))
         return record
 
 
@@ -261,6 +268,9 @@ def _at(exc: msgspec.ValidationError, name: str) -> str:
     return f"{message} - at `$.{name}`"
 
 
+_SCHEMA: Final = str(SCHEMA_VERSION).encode()
+
+
 def record_fields(
     *,
     user_id: str,
@@ -280,9 +290,6 @@ def record_fields(
     }
     record.update(context_fields)
     return record
-
-
-_SCHEMA: Final = str(SCHEMA_VERSION).encode()
 
 
 def flatten(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[str | bytes]:

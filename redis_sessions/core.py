@@ -673,7 +673,7 @@ class StoreCore:
                 patch = {
                     b"turns": str(turn).encode(),
                     b"updated_at": codec.iso(now).encode(),
-                    **_monotonic(reply[1], reply[2]),
+                    **codec.monotonic_fields(reply[1], reply[2]),
                 }
                 write.after = {**write.before, **patch}
             return turn
@@ -795,14 +795,3 @@ def _done(value: T) -> Op[T]:
     """An operation that needs no round trip: it returns at once."""
     return value
     yield  # pragma: no cover - makes this a generator
-
-
-def _monotonic(latest_turn: Any, latest_snapshot: Any) -> dict[bytes, bytes]:
-    """The monotonic context fields as a script reported storing them (0 = absent)."""
-    out = {}
-    pairs = ((b"c:latest_turn_no", latest_turn), (b"c:latest_snapshot_index", latest_snapshot))
-    for name, value in pairs:
-        number = int(value)
-        if number > 0:
-            out[name] = str(number).encode()
-    return out
