@@ -440,8 +440,10 @@ class StoreBase:
         StoreCore.update_session_context,
         """Store ``context`` as the session's context; bump its version and last activity.
 
-        One round trip. Only the lean form is stored: ``history`` and ``whiteboard_history`` are
-        never written into the record (keep them with ``append_message``).
+        One round trip; two when another process changed the session since this store cached it.
+        With the session cached, only the fields that changed are sent and validated. Only the
+        lean form is stored: ``history`` and ``whiteboard_history`` are never written into the
+        record (keep them with ``append_message``).
         ``latest_turn_no`` and ``latest_snapshot_index`` are only ever raised, never lowered.
         Returns False for a missing or foreign session, which is never re-created. With
         ``expected_version``, raises VersionConflict when the stored version differs.
