@@ -320,15 +320,17 @@ def _check_records(core: StoreCore, records: list[KeyInfo]) -> Op[list[Suspect]]
 
 
 def _check_parts(core: StoreCore, parts: list[KeyInfo]) -> Op[list[Suspect]]:
-    sessions = _sessions_of(parts)
+    return (yield from _without_record(core, _sessions_of(parts), "orphan-parts"))
+
+
+def _without_record(
+    core: StoreCore, sessions: list[tuple[str, str]], kind: str
+) -> Op[list[Suspect]]:
+    """The sessions whose record does not exist, as suspects of ``kind``: one pipelined trip."""
     if not sessions:
         return []
     replies = yield Pipeline(tuple(("EXISTS", core.keys.session(u, s)) for u, s in sessions))
-    return [
-        ("orphan-parts", u, s, 0)
-        for (u, s), exists in zip(sessions, replies, strict=True)
-        if not exists
-    ]
+    return [(kind, u, s, 0) for (u, s), exists in zip(sessions, replies, strict=True) if not exists]
 
 
 def _zscan(key: bytes, count: int) -> Op[list[bytes]]:
@@ -365,14 +367,7 @@ def _check_expiry(core: StoreCore, key: bytes, count: int) -> Op[list[Suspect]]:
             owners.append(core.keys.parse_expiry_member(member))
         except (ValueError, UnicodeDecodeError):
             logger.warning("malformed entry %r in %r (the next sweep removes it)", member, key)
-    if not owners:
-        return []
-    replies = yield Pipeline(tuple(("EXISTS", core.keys.session(u, s)) for u, s in owners))
-    return [
-        ("dangling-expiry", u, s, 0)
-        for (u, s), exists in zip(owners, replies, strict=True)
-        if not exists
-    ]
+    return (yield from _without_record(core, owners, "dangling-expiry"))
 
 
 def _score(updated: bytes | None, core: StoreCore) -> int:
