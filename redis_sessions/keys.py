@@ -7,6 +7,8 @@ Layout (default prefix ``rs``; ``<u>`` is the user id, percent-encoded as below)
     rs:{u:<u>}:s:<session_id>:wb       hash   snapshot_index -> whiteboard actions JSON
     rs:{u:<u>}:idx                     zset   session_id scored by last activity (epoch milliseconds)
     rs:{u:<u>}:f:<folder_id>           hash   a folder of the user
+    rs:{u:<u>}:req:<request_id>        string the reply of a write already applied, kept for a short
+                                              window (PX) so a resent request is not applied twice
     rs:{x<n>}:exp                      zset   "<u>:<session_id>" of live sessions, scored by last activity
     rs:{x<n>}:ended                    zset   the same for ended sessions (their own retention)
     rs:sweep-lock                      string held (with a TTL) by the sweep job that is running
@@ -40,6 +42,7 @@ SLOTS: Final = 16384
 _SAFE: Final = "-._~@"
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 
 
 def check_prefix(prefix: str) -> str:
@@ -64,6 +67,15 @@ def check_user_id(user_id: object) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"user_id is not valid Unicode text: {exc.reason}") from exc
     return user_id
+
+
+def check_request_id(value: object) -> str:
+    """Return ``value`` if it can name a write request (1-64 of ``A-Z a-z 0-9 _ . -``)."""
+    if not isinstance(value, str) or not _REQUEST_ID.match(value):
+        raise InvalidInput(
+            f"request_id must be 1-64 characters of A-Z a-z 0-9 _ . -, got {value!r}"
+        )
+    return value
 
 
 def check_uuid(value: object, what: str = "session_id") -> str:
@@ -149,6 +161,10 @@ class KeySpace:
     def folder(self, user_id: str, folder_id: str) -> str:
         return f"{self.user_tag(user_id)}:f:{folder_id}"
 
+    def request(self, user_id: str, request_id: str) -> str:
+        """Where a write script keeps the reply of request ``request_id`` for the replay window."""
+        return f"{self.user_tag(user_id)}:req:{request_id}"
+
     def user_slot(self, user_id: str) -> int:
         return key_slot(f"u:{encode_user(user_id)}")
 
@@ -196,6 +212,8 @@ class KeySpace:
             if rest == "idx":
                 return KeyInfo("index", user, None)
             parts = rest.split(":")
+            if len(parts) == 2 and parts[0] == "req" and _REQUEST_ID.match(parts[1]):
+                return KeyInfo("req", user, None)
             if len(parts) == 2 and parts[0] in ("s", "f") and _CANONICAL_UUID.match(parts[1]):
                 return KeyInfo("record" if parts[0] == "s" else "folder", user, parts[1])
             if (
@@ -212,7 +230,8 @@ class KeySpace:
 
 
 class KeyInfo(NamedTuple):
-    """A key classified by ``KeySpace.classify``: kind is record, msgs, wb, index, folder, exp, ended."""
+    """A key classified by ``KeySpace.classify``: kind is record, msgs, wb, index, folder, req
+    (a write's remembered reply), exp, ended."""
 
     kind: str
     user_id: str | None
