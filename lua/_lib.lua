@@ -41,3 +41,48 @@ local function cascade(keys, session_id, member, channel, now_ms)
   announce(channel, member, now_ms)
   return existed
 end
+
+-- Exactly-once writes. Every write carries a request id, and a client that lost the reply (redis-py
+-- resends a command whose connection broke) sends the very same request again. The attempt that
+-- applied the write keeps its reply at the request key (rs:{u:<u>}:req:<id>, in the user's slot)
+-- for a window of milliseconds; a request that finds it there gets that reply back and changes
+-- nothing. Kept as lines: "<script> <session id>", then "i<integer>" or "s<text>" per reply value.
+local function remember(request_key, window_ms, owner, reply)
+  local lines = {owner}
+  for i = 1, #reply do
+    local value = reply[i]
+    if type(value) == 'number' then
+      lines[i + 1] = 'i' .. string.format('%d', value)  -- exact: tostring keeps 14 digits only
+    else
+      lines[i + 1] = 's' .. value
+    end
+  end
+  redis.call('SET', request_key, table.concat(lines, '\n'), 'PX', window_ms)
+  return reply
+end
+
+-- The reply remembered for this request, or nil when it was not applied yet. A request id that
+-- names another script or session is refused: it can only be a caller's mistake.
+local function replayed(request_key, owner)
+  local kept = redis.call('GET', request_key)
+  if not kept then
+    return nil
+  end
+  local reply, start, first = {}, 1, true
+  while start <= #kept + 1 do
+    local stop = string.find(kept, '\n', start, true) or #kept + 1
+    local line = string.sub(kept, start, stop - 1)
+    if first then
+      if line ~= owner then
+        return redis.error_reply('REQUEST_ID_REUSED ' .. request_key .. ' was used by ' .. line)
+      end
+      first = false
+    elseif string.sub(line, 1, 1) == 'i' then
+      reply[#reply + 1] = tonumber(string.sub(line, 2))
+    else
+      reply[#reply + 1] = string.sub(line, 2)
+    end
+    start = stop + 1
+  end
+  return reply
+end

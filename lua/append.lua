@@ -5,22 +5,31 @@
 -- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
 -- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
 -- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
+-- KEYS[7] = this request's replay key        rs:{u:<u>}:req:<request id>  (see remember in _lib)
 -- ARGV[1] = user id (must match the record's)
 -- ARGV[2] = session id
 -- ARGV[3] = expiry index entry, <u>:<sid>
 -- ARGV[4] = now, epoch milliseconds (activity score)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
--- ARGV[7] = now, ISO-8601 text (updated_at)
--- ARGV[8] = how many messages to keep; older ones and their snapshots are trimmed
--- ARGV[9] = message JSON
--- ARGV[10] = snapshot JSON (stored under the message's turn number), or "" for none
+-- ARGV[7] = how long the reply is kept for a resent request, milliseconds
+-- ARGV[8] = now, ISO-8601 text (updated_at)
+-- ARGV[9] = how many messages to keep; older ones and their snapshots are trimmed
+-- ARGV[10] = message JSON
+-- ARGV[11] = snapshot JSON (stored under the message's turn number), or "" for none
 -- Returns {turn, latest_turn_no, latest_snapshot_index} as stored afterwards, or {0} when the record
--- is missing or belongs to another user.
-local record_key, messages_key, snapshots_key = KEYS[1], KEYS[2], KEYS[3]
-local user_id, session_id, member, now_ms, ttl_ms, channel, now_iso =
+-- is missing or belongs to another user. A resent request that was applied already gets the same
+-- reply again (the message is stored once).
+local record_key, messages_key, snapshots_key, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
+local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local keep, message, snapshot = tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local now_iso, keep, message, snapshot = ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11]
+local owner = 'append ' .. session_id
+
+local seen = replayed(request_key, owner)
+if seen then
+  return seen
+end
 
 if redis.call('HGET', record_key, 'user_id') ~= user_id then
   return {0}
@@ -51,4 +60,4 @@ while old >= 1 and redis.call('HDEL', messages_key, old) == 1 do
 end
 
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return {turn, latest_turn, latest_snapshot}
+return remember(request_key, window_ms, owner, {turn, latest_turn, latest_snapshot})

@@ -5,27 +5,35 @@
 -- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
 -- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
 -- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
--- KEYS[7] = (optional) folder hash            rs:{u:<u>}:f:<fid>
+-- KEYS[7] = this request's replay key        rs:{u:<u>}:req:<request id>  (see remember in _lib)
+-- KEYS[8] = (optional) folder hash            rs:{u:<u>}:f:<fid>
 -- ARGV[1] = user id
 -- ARGV[2] = session id
 -- ARGV[3] = expiry index entry, <u>:<sid>
 -- ARGV[4] = now, epoch milliseconds (activity score)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
--- ARGV[7] = folder id, or "" when no folder is asked for
--- ARGV[8..] = field, value pairs of the new record (metadata and context fields)
+-- ARGV[7] = how long the reply is kept for a resent request, milliseconds
+-- ARGV[8] = folder id, or "" when no folder is asked for
+-- ARGV[9..] = field, value pairs of the new record (metadata and context fields)
 -- Returns {1, folder_status}: folder_status is "none", "ok", "missing" (no folder of this user with
 -- that id) or "invalid" (the folder's stored analysis is not well-formed); {0} when the id is taken.
-local record_key, folder_key = KEYS[1], KEYS[7]
-local user_id, session_id, member, now_ms, ttl_ms, channel, folder_id =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+-- A resent request that was applied already gets the same reply again.
+local record_key, request_key, folder_key = KEYS[1], KEYS[7], KEYS[8]
+local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, folder_id =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local owner = 'create ' .. session_id
 
+local seen = replayed(request_key, owner)
+if seen then
+  return seen
+end
 if redis.call('EXISTS', record_key) == 1 then
   return {0}
 end
 
 local fields = {}
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 
@@ -80,4 +88,4 @@ end
 
 redis.call('HSET', record_key, unpack(fields))
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return {1, folder_status}
+return remember(request_key, window_ms, owner, {1, folder_status})

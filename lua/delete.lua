@@ -6,12 +6,23 @@
 -- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
 -- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
 -- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
+-- KEYS[7] = this request's replay key        rs:{u:<u>}:req:<request id>  (see remember in _lib)
 -- ARGV[1] = session id
 -- ARGV[2] = expiry index entry, <u>:<sid>
 -- ARGV[3] = "<invalidation channel>|<origin>" to announce the deletion on ("" : none)
 -- ARGV[4] = now, epoch milliseconds (sent with the announcement)
--- Returns 1 when the record existed, else 0 (stray messages, snapshots or entries are removed
--- either way).
-local session_id, member, channel, now_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- ARGV[5] = how long the reply is kept for a resent request, milliseconds
+-- Returns {1} when the record existed, else {0} (stray messages, snapshots or entries are removed
+-- either way). A resent request that deleted the record already gets {1} again.
+local request_key = KEYS[7]
+local session_id, member, channel, now_ms, window_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local owner = 'delete ' .. session_id
 
-return cascade(KEYS, session_id, member, channel, now_ms)
+local seen = replayed(request_key, owner)
+if seen then
+  return seen
+end
+if cascade(KEYS, session_id, member, channel, now_ms) == 1 then
+  return remember(request_key, window_ms, owner, {1})
+end
+return {0}

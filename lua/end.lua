@@ -6,22 +6,31 @@
 -- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
 -- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
 -- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
+-- KEYS[7] = this request's replay key        rs:{u:<u>}:req:<request id>  (see remember in _lib)
 -- ARGV[1] = user id (must match the record's)
 -- ARGV[2] = session id
 -- ARGV[3] = expiry index entry, <u>:<sid>
 -- ARGV[4] = now, epoch milliseconds (activity score)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
--- ARGV[7] = now, ISO-8601 text
--- Returns the recorded ended_at text, or false when the record is missing or another user's.
-local record_key = KEYS[1]
-local user_id, session_id, member, now_ms, ttl_ms, channel, now_iso =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+-- ARGV[7] = how long the reply is kept for a resent request, milliseconds
+-- ARGV[8] = now, ISO-8601 text
+-- Returns {the recorded ended_at text}, or {} when the record is missing or another user's. A
+-- resent request that was applied already gets the same reply again.
+local record_key, request_key = KEYS[1], KEYS[7]
+local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, now_iso =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local owner = 'end ' .. session_id
+
+local seen = replayed(request_key, owner)
+if seen then
+  return seen
+end
 
 if redis.call('HGET', record_key, 'user_id') ~= user_id then
-  return false
+  return {}
 end
 redis.call('HSETNX', record_key, 'ended_at', now_iso)
 redis.call('HSET', record_key, 'updated_at', now_iso)
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return redis.call('HGET', record_key, 'ended_at')
+return remember(request_key, window_ms, owner, {redis.call('HGET', record_key, 'ended_at')})

@@ -6,29 +6,39 @@
 -- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
 -- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
 -- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
+-- KEYS[7] = this request's replay key        rs:{u:<u>}:req:<request id>  (see remember in _lib)
 -- ARGV[1] = user id (must match the record's)
 -- ARGV[2] = session id
 -- ARGV[3] = expiry index entry, <u>:<sid>
 -- ARGV[4] = now, epoch milliseconds (activity score)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
--- ARGV[7] = now, ISO-8601 text (updated_at)
--- ARGV[8] = expected version, or "" to write whatever the version is
--- ARGV[9] = base version: the fields below are a change against that version of the record, or ""
---           when they are the whole context
--- ARGV[10] = latest_turn_no, ARGV[11] = latest_snapshot_index ("" : not given); each is only ever
+-- ARGV[7] = how long the reply is kept for a resent request, milliseconds
+-- ARGV[8] = now, ISO-8601 text (updated_at)
+-- ARGV[9] = expected version, or "" to write whatever the version is
+-- ARGV[10] = base version: the fields below are a change against that version of the record, or ""
+--            when they are the whole context
+-- ARGV[11] = latest_turn_no, ARGV[12] = latest_snapshot_index ("" : not given); each is only ever
 --            raised, never lowered (the store allocates turns)
--- ARGV[12] = k, how many field names follow to remove
--- ARGV[13..12+k] = context fields to remove (those now at their default)
--- ARGV[13+k..] = field, value pairs to set ("c:<name>" JSON fields and "folder_id")
+-- ARGV[13] = k, how many field names follow to remove
+-- ARGV[14..13+k] = context fields to remove (those now at their default)
+-- ARGV[14+k..] = field, value pairs to set ("c:<name>" JSON fields and "folder_id")
 -- Returns {1, new_version, latest_turn_no, latest_snapshot_index}; {0} when the record is missing or
 -- belongs to another user (it is never re-created); {-1, stored_version} on a version conflict;
 -- {-2, stored_version} when the record is no longer at the base version (nothing was written).
-local record_key = KEYS[1]
-local user_id, session_id, member, now_ms, ttl_ms, channel, now_iso, expected, base =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local turn_arg, snapshot_arg, removals = ARGV[10], ARGV[11], tonumber(ARGV[12])
-local first_pair = 13 + removals
+-- A resent request that was applied already gets the same reply again.
+local record_key, request_key = KEYS[1], KEYS[7]
+local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local now_iso, expected, base = ARGV[8], ARGV[9], ARGV[10]
+local turn_arg, snapshot_arg, removals = ARGV[11], ARGV[12], tonumber(ARGV[13])
+local first_pair = 14 + removals
+local owner = 'update ' .. session_id
+
+local seen = replayed(request_key, owner)
+if seen then
+  return seen
+end
 
 local owner, version, turn, snapshot = unpack(redis.call(
   'HMGET', record_key, 'user_id', 'version', 'c:latest_turn_no', 'c:latest_snapshot_index'))
@@ -44,7 +54,7 @@ if base ~= '' and tonumber(base) ~= version then
 end
 
 if removals > 0 then
-  redis.call('HDEL', record_key, unpack(ARGV, 13, first_pair - 1))
+  redis.call('HDEL', record_key, unpack(ARGV, 14, first_pair - 1))
 end
 turn, snapshot = tonumber(turn or '0'), tonumber(snapshot or '0')
 local raised = {}
@@ -64,4 +74,4 @@ end
 redis.call('HSET', record_key, 'updated_at', now_iso, unpack(ARGV, first_pair, #ARGV))
 local new_version = redis.call('HINCRBY', record_key, 'version', 1)
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return {1, new_version, turn, snapshot}
+return remember(request_key, window_ms, owner, {1, new_version, turn, snapshot})

@@ -367,6 +367,10 @@ def describe_user_keys(store: SessionStore, user: str) -> list[str]:
             scored: list[tuple[bytes, float]] = client.zrange(name, 0, -1, withscores=True)
             for member, score in scored:
                 items += [member, f"{score:.17g}"]
+        elif kind == "string" and keyspace.classify(name) is not None:  # a write's replay key
+            ttl = client.pttl(name)
+            lines.append(f"> GET {_arg(name)}  (a write's reply, kept {ttl} ms more for a resend)")
+            items.append(client.get(name))
         else:
             lines.append(f"> TYPE {_arg(name)}  ->  {kind} (not a key this store writes)")
         lines += [f"  {i}) {redis_repr(item)}" for i, item in enumerate(items[:MAX_SHOWN], 1)]

@@ -29,6 +29,11 @@ class StoreConfig:
                           the cache is used only while listening. Turn off only when this process is
                           the only one writing the sessions (or with cache_size=0)
     max_invalidation_lag  an invalidation that arrives later than this empties the cache
+    max_link_silence      the cache serves only while the invalidation link answered a PING sent
+                          less than this long ago: the bound on how stale a cached read can be
+    replay_window         how long a write's reply is kept in Redis for a resent request (redis-py
+                          resends a command whose reply was lost): within it, a write is applied
+                          exactly once. Must exceed the client's whole retry budget
     """
 
     key_prefix: str = "rs"
@@ -42,6 +47,8 @@ class StoreConfig:
     ttl_backstop: dt.timedelta | None = dt.timedelta(days=7)
     invalidation: bool = True
     max_invalidation_lag: dt.timedelta = dt.timedelta(seconds=1)
+    max_link_silence: dt.timedelta = dt.timedelta(seconds=2)
+    replay_window: dt.timedelta = dt.timedelta(seconds=60)
 
     def __post_init__(self) -> None:
         check_prefix(self.key_prefix)
@@ -55,12 +62,21 @@ class StoreConfig:
             raise InvalidInput(f"max_messages must be >= 1, got {self.max_messages}")
         if self.max_context_bytes < 1024:
             raise InvalidInput(f"max_context_bytes must be >= 1024, got {self.max_context_bytes}")
-        for name in ("max_age", "ended_max_age", "ttl_backstop", "max_invalidation_lag"):
+        for name in (
+            "max_age",
+            "ended_max_age",
+            "ttl_backstop",
+            "max_invalidation_lag",
+            "max_link_silence",
+            "replay_window",
+        ):
             value = getattr(self, name)
             if value is not None and (
                 not isinstance(value, dt.timedelta) or value <= dt.timedelta(0)
             ):
                 raise InvalidInput(f"{name} must be a positive timedelta, got {value!r}")
+        if self.replay_window < dt.timedelta(milliseconds=1):
+            raise InvalidInput(f"replay_window must be at least 1 ms, got {self.replay_window!r}")
         if self.max_age is None:
             raise InvalidInput("max_age must be a positive timedelta, got None")
 

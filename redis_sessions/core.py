@@ -11,6 +11,7 @@ The sync and async stores only run these generators (``drive``); no logic lives 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import random
 import threading
@@ -33,7 +34,7 @@ from .exceptions import (
     VersionConflict,
 )
 from .folders import analysis_from_folder
-from .keys import KeySpace, check_user_id, check_uuid
+from .keys import KeySpace, check_request_id, check_user_id, check_uuid
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
 from .requests import Arg, Command, LoadFolder, Op, Request, RunScript, Sleep, T
@@ -77,6 +78,10 @@ def translate_error(exc: rex.RedisError) -> SessionStoreError:
     )
     if isinstance(exc, unavailable):
         error: SessionStoreError = StoreUnavailable(f"Redis unavailable: {exc}")
+    elif "REQUEST_ID_REUSED" in str(exc):  # a caller's request_id named another write
+        error = InvalidInput(
+            f"request_id was already used for another write within the replay window: {exc}"
+        )
     else:
         error = BackendError(f"Redis error: {exc}")
     error.__cause__ = exc
@@ -176,6 +181,8 @@ class StoreCore:
         self._quiet_until_ms = 0  # late invalidations are logged at most once a second
         self._late_unlogged = 0
         self._lock = threading.Lock()
+        self._replay_window_ms = int(self.config.replay_window.total_seconds() * 1000)
+        self._request_numbers = itertools.count(1)  # next() is atomic: thread-safe ids
 
     # ------------------------------------------------------------------ helpers
 
@@ -196,10 +203,37 @@ class StoreCore:
         return _Write(self, cache_key)
 
     def _write_args(self, uid: str, sid: str, now: dt.datetime) -> list[Arg]:
-        """ARGV[1..6] of every session write script: user, session, expiry entry, now (ms), TTL,
-        and the channel the change is announced on."""
+        """ARGV[1..7] of every session write script: user, session, expiry entry, now (ms), TTL,
+        the channel the change is announced on, and the replay window (ms)."""
         member = self.keys.expiry_member(uid, sid)
-        return [uid, sid, member, codec.epoch_ms(now), self._key_ttl_ms, self.channel]
+        return [
+            uid,
+            sid,
+            member,
+            codec.epoch_ms(now),
+            self._key_ttl_ms,
+            self.channel,
+            self._replay_window_ms,
+        ]
+
+    def _write_keys(self, uid: str, sid: str, request_id: str | None) -> list[str]:
+        """KEYS[1..7] of every session write script: the session's keys, then the request key
+        where the script keeps its reply for a resent request (see ``request_key``)."""
+        keys = self.keys.session_write_keys(uid, sid)
+        keys.append(self.request_key(uid, request_id))
+        return keys
+
+    def request_key(self, uid: str, request_id: str | None) -> str:
+        """The replay key of one write. Every write carries a request id, drawn here unless the
+        caller gave one (``request_id=``: an idempotency key of its own, e.g. an HTTP client's).
+        redis-py resends a command whose reply was lost with the same arguments, so the resent
+        request finds the first attempt's reply there instead of applying again. Drawing an id
+        costs no round trip: this store's origin and a counter."""
+        if request_id is None:
+            request_id = f"{self.origin}.{next(self._request_numbers):x}"
+        else:
+            request_id = "a." + check_request_id(request_id)  # never equal to a drawn one
+        return self.keys.request(uid, request_id)
 
     def _corrupt(self, key: str, problem: object) -> None:
         with self._lock:
@@ -341,8 +375,11 @@ class StoreCore:
         user_id: str,
         folder_id: str | uuid.UUID | None = None,
         initial_context: TutorContext | Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
     ) -> Op[str]:
         uid = check_user_id(user_id)
+        request_key = self.request_key(uid, request_id)
         context = self._initial_context(uid, initial_context)
         if folder_id is None and context.folder_id is not None:
             folder_id = context.folder_id
@@ -362,7 +399,7 @@ class StoreCore:
             record = codec.record_fields(
                 user_id=uid, session_id=sid, now=now, context_fields=fields
             )
-            keys = self.keys.session_write_keys(uid, sid)
+            keys = [*self.keys.session_write_keys(uid, sid), request_key]
             if redis_folder is not None:
                 keys.append(self.keys.folder(uid, redis_folder))
             args = [
@@ -505,6 +542,7 @@ class StoreCore:
         context: TutorContext,
         *,
         expected_version: int | None = None,
+        request_id: str | None = None,
     ) -> Op[bool]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         if expected_version is not None:
@@ -526,7 +564,7 @@ class StoreCore:
             stamp,
             "" if expected_version is None else expected_version,
         ]
-        keys = self.keys.session_write_keys(uid, sid)
+        keys = self._write_keys(uid, sid, request_id)
         with self._writing((uid, sid)) as write:
             base = write.before if write.before is peeked else None
             base_version = base.get(b"version") if base is not None else None
@@ -589,31 +627,41 @@ class StoreCore:
         reply = yield Command(("EXISTS", self.keys.session(uid, sid)))
         return bool(reply)
 
-    def end_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+    def end_session(
+        self, session_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
+    ) -> Op[bool]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         now = self.now()
         with self._writing((uid, sid)) as write:
-            ended = yield RunScript(
+            reply = yield RunScript(
                 ScriptName.END,
-                self.keys.session_write_keys(uid, sid),
+                self._write_keys(uid, sid, request_id),
                 [*self._write_args(uid, sid, now), codec.iso(now)],
             )
-            if ended is None:
+            if not reply:
                 return False
+            ended = reply[0]
             if write.before is not None:
                 patch = {b"ended_at": ended, b"updated_at": codec.iso(now).encode()}
                 write.after = {**write.before, **patch}
             return True
 
-    def delete_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+    def delete_session(
+        self, session_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
+    ) -> Op[bool]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
+        args: list[Arg] = [
+            sid,
+            self.keys.expiry_member(uid, sid),
+            self.channel,
+            codec.epoch_ms(self.now()),
+            self._replay_window_ms,
+        ]
         with self._writing((uid, sid)):
-            existed = yield RunScript(
-                ScriptName.DELETE,
-                self.keys.session_write_keys(uid, sid),
-                [sid, self.keys.expiry_member(uid, sid), self.channel, codec.epoch_ms(self.now())],
+            reply = yield RunScript(
+                ScriptName.DELETE, self._write_keys(uid, sid, request_id), args
             )
-        return bool(existed)
+        return bool(int(reply[0]))
 
     def list_user_sessions(
         self, user_id: str, limit: int = 50, offset: int = 0
@@ -648,6 +696,7 @@ class StoreCore:
         *,
         payload: Any = None,
         whiteboard_actions: list[dict[str, Any]] | None = None,
+        request_id: str | None = None,
     ) -> Op[int]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         now = self.now()
@@ -665,7 +714,7 @@ class StoreCore:
             snapshot,
         ]
         with self._writing((uid, sid)) as write:
-            reply = yield RunScript(ScriptName.APPEND, self.keys.session_write_keys(uid, sid), args)
+            reply = yield RunScript(ScriptName.APPEND, self._write_keys(uid, sid, request_id), args)
             turn = int(reply[0])
             if turn == 0:
                 raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
@@ -729,10 +778,13 @@ class StoreCore:
             self._corrupt(key, exc)
             return None
 
-    def delete_folder(self, folder_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+    def delete_folder(
+        self, folder_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
+    ) -> Op[bool]:
         fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
-        deleted = yield Command(("DEL", self.keys.folder(uid, fid)))
-        return bool(deleted)
+        keys = [self.keys.folder(uid, fid), self.request_key(uid, request_id)]
+        reply = yield RunScript(ScriptName.DELETE_FOLDER, keys, [fid, self._replay_window_ms])
+        return bool(int(reply[0]))
 
     # ------------------------------------------------------------------ maintenance
 

@@ -43,6 +43,7 @@ _SAFE: Final = "-._~@"
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
+_REQUEST_KEY_ID = re.compile(r"[A-Za-z0-9_.\-]{1,80}\Z")  # a caller's id, or one the store drew
 
 
 def check_prefix(prefix: str) -> str:
@@ -212,7 +213,7 @@ class KeySpace:
             if rest == "idx":
                 return KeyInfo("index", user, None)
             parts = rest.split(":")
-            if len(parts) == 2 and parts[0] == "req" and _REQUEST_ID.match(parts[1]):
+            if len(parts) == 2 and parts[0] == "req" and _REQUEST_KEY_ID.match(parts[1]):
                 return KeyInfo("req", user, None)
             if len(parts) == 2 and parts[0] in ("s", "f") and _CANONICAL_UUID.match(parts[1]):
                 return KeyInfo("record" if parts[0] == "s" else "folder", user, parts[1])

@@ -24,6 +24,7 @@ class ScriptName(str, enum.Enum):
     END = "end"
     LIST = "list"
     PUT_FOLDER = "put_folder"
+    DELETE_FOLDER = "delete_folder"
     SWEEP = "sweep"
     REPAIR = "repair"
 

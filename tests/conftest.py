@@ -112,6 +112,16 @@ class StoreMaker:
         self.client.close()
 
 
+def data_keys(client: Any, prefix: str, *, match: str = "*") -> set[bytes]:
+    """The keys under ``prefix`` (matching ``match`` after ``prefix:``), less the replay keys of
+    writes (``...:req:<id>``), each of which must expire by itself within the replay window."""
+    keys = set(client.scan_iter(match=f"{prefix}:{match}", count=1000))
+    replay = {key for key in keys if b":req:" in key}
+    for key in replay:
+        assert 0 < client.pttl(key) <= 60_000, f"replay key {key!r} does not expire"
+    return keys - replay
+
+
 def delete_prefix(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:

@@ -13,7 +13,7 @@ from redis_sessions import SessionStore, StoreConfig, TutorContext
 from redis_sessions.embedded import EmbeddedRedis
 from redis_sessions.samples import chat_turn
 
-from .conftest import Clock
+from .conftest import Clock, data_keys
 
 
 def make(store: SessionStore, user: str) -> str:
@@ -155,5 +155,5 @@ def test_a_sweep_killed_mid_way_leaves_nothing_half_deleted(real_server: Embedde
     report = store.cleanup_expired_sessions(now=clock.now)
     assert report.deleted == remaining
     assert store.check().problems == {}
-    assert not list(store.client.scan_iter(match=f"{prefix}:{{u:*"))
+    assert not data_keys(store.client, prefix, match="{u:*")
     store.close()

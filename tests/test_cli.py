@@ -11,6 +11,8 @@ from redis_sessions.cli import cli, redact, redis_repr
 from redis_sessions.embedded import EmbeddedRedis, free_port
 from redis_sessions.samples import chat_turn, realistic_context
 
+from .conftest import data_keys
+
 
 @pytest.fixture
 def prefix() -> str:
@@ -47,7 +49,7 @@ def test_demo_on_a_given_server_cleans_up(real_server: EmbeddedRedis, prefix: st
         assert step in out
     assert "embedded" not in err
     with SessionStore.from_url(real_server.url) as store:
-        assert list(store.client.scan_iter(match=f"{prefix}:*")) == []
+        assert data_keys(store.client, prefix) == set()
 
 
 def test_demo_without_server_starts_an_embedded_one() -> None:
@@ -80,7 +82,9 @@ def test_list_show_keys_delete(seeded: tuple[str, str], prefix: str) -> None:
     code, out, err = run("--url", url, "--prefix", prefix, "delete", "ada", sid)
     assert code == 1 and "no session" in err
     code, out, _ = run("--url", url, "--prefix", prefix, "keys", "ada")
-    assert "no keys" in out
+    commands = [line for line in out.splitlines() if line.startswith(">")]
+    assert commands and all(line.startswith(f"> GET {prefix}:{{u:ada}}:req:") for line in commands)
+    assert "a write's reply, kept" in out  # only the replay keys of the writes are left
 
 
 def test_show_missing_and_malformed_ids(seeded: tuple[str, str], prefix: str) -> None:

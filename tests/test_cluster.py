@@ -20,6 +20,7 @@ from redis_sessions.embedded import EmbeddedRedis
 from redis_sessions.samples import chat_turn, realistic_context
 
 from .backends import Backend
+from .conftest import data_keys
 
 SLOTS = 16384
 
@@ -100,8 +101,7 @@ def test_store_runs_on_redis_cluster(cluster: RedisCluster) -> None:
         assert store.get_session(sid, user) is None
         missing = TutorContext(user_id=user, session_id=uuid.UUID(sid))
         assert store.update_session_context(sid, user, missing) is False
-    leftovers = list(cluster.scan_iter(match=f"{store.config.key_prefix}:*"))
-    assert leftovers == []
+    assert data_keys(cluster, store.config.key_prefix) == set()
     store.close()
 
 

@@ -19,11 +19,11 @@ from redis_sessions import (
 from redis_sessions.samples import KNOWLEDGE_BASE, chat_turn, realistic_context
 
 from .backends import Backend
-from .conftest import Clock, StoreFactory
+from .conftest import Clock, StoreFactory, data_keys
 
 
 def raw_keys(store: SessionStore) -> set[bytes]:
-    return set(store.client.scan_iter(match=f"{store.config.key_prefix}:*", count=1000))
+    return data_keys(store.client, store.config.key_prefix)
 
 
 # ---------------------------------------------------------------- create / get

@@ -11,13 +11,13 @@ from redis_sessions import InvalidInput, SessionStore, TutorContext
 from redis_sessions.requests import Pipeline, RunScript
 from redis_sessions.samples import chat_turn
 
-from .conftest import Clock, StoreFactory
+from .conftest import Clock, StoreFactory, data_keys
 
 DAY = dt.timedelta(days=1)
 
 
 def keys_of(store: SessionStore) -> set[bytes]:
-    return set(store.client.scan_iter(match=f"{store.config.key_prefix}:*", count=1000))
+    return data_keys(store.client, store.config.key_prefix)
 
 
 def busy_session(store: SessionStore, user: str, turns: int = 4) -> str:

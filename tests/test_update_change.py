@@ -24,11 +24,11 @@ def update_args(request: object) -> dict[str, object]:
     """The parts of an update request: base version, removals and the fields it sets."""
     assert isinstance(request, RunScript)
     args = request.args
-    removals = int(args[11])
-    pairs = args[12 + removals :]
+    removals = int(args[12])
+    pairs = args[13 + removals :]
     return {
-        "base": args[8],
-        "removals": set(args[12 : 12 + removals]),
+        "base": args[9],
+        "removals": set(args[13 : 13 + removals]),
         "sets": dict(zip(pairs[::2], pairs[1::2], strict=True)),
     }
 
