@@ -10,6 +10,7 @@ from .exceptions import (
     InvalidInput,
     SessionNotFound,
     SessionStoreError,
+    StoreClosed,
     StoreUnavailable,
     VersionConflict,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "SessionNotFound",
     "SessionStore",
     "SessionStoreError",
+    "StoreClosed",
     "StoreConfig",
     "StoreStats",
     "StoreUnavailable",

@@ -33,7 +33,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from .config import StoreConfig
 from .core import FolderSource, StoreCore, translate_error
-from .exceptions import InvalidInput
+from .exceptions import InvalidInput, StoreClosed
 from .keys import KeySpace
 from .requests import Command, LoadFolder, Op, Pipeline, Request, RunScript, ScanBatch, Sleep
 from .scripts import script_sha, script_source
@@ -183,6 +183,7 @@ class StoreBase:
         self._needs_listener = not self._core.cache_serving
         self._listener: Any = None
         self._stopping = False
+        self._closed = False
         self._stop_message = b"stop:" + uuid.uuid4().hex.encode()
 
     @classmethod
@@ -234,8 +235,12 @@ class StoreBase:
 
         However it ends (result, error, cancellation), ``op`` is closed, so that what it holds in
         flight (a write's cache bracket) is released. Before the first operation that talks to
-        Redis (``io``), the store subscribes to other processes' writes.
+        Redis (``io``), the store subscribes to other processes' writes. A closed store refuses
+        every such operation before it could read its cache or open a connection.
         """
+        if io and self._closed:
+            op.close()
+            raise StoreClosed("the store is closed: make a new one to go on")
         if io and self._needs_listener:
             await self._start_listening()
         try:
@@ -321,25 +326,44 @@ class StoreBase:
 
     async def _listen(self, pubsub: Any) -> None:
         """Evict what other processes' writes change, until the store closes. A dropped or stalled
-        connection empties the cache and turns it off until the subscription is back."""
+        connection empties the cache and turns it off until the subscription is back.
+
+        The link proves it is alive: a PING every quarter of ``max_link_silence``, whose reply
+        comes back behind every announcement published before it. The cache serves only while
+        the last reply is recent (``StoreCore.heard``); a link silent for the whole bound is
+        dropped and made anew, the cache empty until then.
+        """
         core, backoff = self._core, 0.05
+        every = self.config.max_link_silence.total_seconds() / 4
+        poll = min(self.LISTEN_POLL, every)
+        next_ping = 0.0
         while not self._stopping:
             if pubsub is None:
                 try:
                     pubsub = await self._subscribe()
-                    backoff = 0.05
+                    backoff, next_ping = 0.05, 0.0
                 except rex.RedisError:
                     await _settle(self._sleep(backoff))
                     backoff = min(backoff * 2, 1.0)
                 continue
+            now = time.monotonic()
             try:
-                message = await _settle(pubsub.get_message(timeout=self.LISTEN_POLL))
+                if core.link_silent(now):
+                    raise rex.TimeoutError("the invalidation link is silent")
+                if now >= next_ping:
+                    await _settle(pubsub.ping(repr(now)))
+                    next_ping = now + every
+                message = await _settle(pubsub.get_message(timeout=poll))
             except (rex.RedisError, OSError):
                 core.set_listening(False)
                 await _settle(_closer(pubsub)())
                 pubsub = None
                 continue
             if message is None:
+                continue
+            if message["type"] == "pong":
+                with contextlib.suppress(ValueError):
+                    core.heard(float(message["data"]))
                 continue
             if message["type"] == "subscribe":  # resubscribed: the connection was made anew
                 core.flush_cache()
@@ -356,6 +380,16 @@ class StoreBase:
                 await _settle(self._sleep(self.LISTEN_BATCH))
         if pubsub is not None:
             await _settle(_closer(pubsub)())
+
+    async def _close(self) -> None:
+        """close() / aclose(): once; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._stop_listening()
+        self._core.set_listening(False)  # nothing cached is served again
+        if self._owns_client:
+            await _settle(_closer(self._client)())
 
     async def _stop_listening(self) -> None:
         """Stop the listener: tell it through its own channel, then wait for it to end."""

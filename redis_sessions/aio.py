@@ -34,10 +34,9 @@ class AsyncSessionStore(StoreBase):
     _retry_class = Retry
 
     async def aclose(self) -> None:
-        """Stop the invalidation listener; close the client if the store made it (``from_url``)."""
-        await self._stop_listening()
-        if self._owns_client:
-            await self._client.aclose()
+        """Stop the invalidation listener, empty the cache, and close the client if the store made
+        it (``from_url``). Every operation after this raises StoreClosed; closing again is fine."""
+        await self._close()
 
     def _sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
         return asyncio.sleep(seconds)

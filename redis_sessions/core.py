@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import math
 import random
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -176,6 +178,11 @@ class StoreCore:
         # The cache serves and fills only while this is True: with invalidation on, only while the
         # store is subscribed to other processes' writes (see set_listening).
         self.cache_serving = not (self.config.invalidation and self.config.cache_size > 0)
+        # ... and serves only until this moment (time.monotonic()): the listener's last PING that
+        # came back was sent less than max_link_silence before (see heard). A link that went
+        # silent (a partition, a NAT that dropped the flow) stops the cache by itself.
+        self._link_silence = self.config.max_link_silence.total_seconds()
+        self._serve_until = math.inf if self.cache_serving else 0.0
         self.invalidations_received = 0
         self.cache_flushes = 0
         self._quiet_until_ms = 0  # late invalidations are logged at most once a second
@@ -246,7 +253,9 @@ class StoreCore:
                 self.cache.put(cache_key, _Cached(record))
 
     def _cached(self, cache_key: tuple[str, str]) -> Record | None:
-        return self.cache.get(cache_key) if self.cache_serving else None
+        if self.cache_serving and time.monotonic() < self._serve_until:
+            return self.cache.get(cache_key)
+        return None
 
     # ------------------------------------------------------------------ invalidation
 
@@ -263,6 +272,19 @@ class StoreCore:
             self.cache.clear()
             self.freshness.reset()
             self.cache_serving = listening
+            self._serve_until = time.monotonic() + self._link_silence if listening else 0.0
+
+    def heard(self, sent_at: float) -> None:
+        """A PING the listener sent at ``sent_at`` (time.monotonic()) came back: every
+        announcement published before then has been handled (Redis answers a subscriber in
+        order), so the cache may serve until ``sent_at + max_link_silence``."""
+        with self._lock:
+            if self.cache_serving:
+                self._serve_until = max(self._serve_until, sent_at + self._link_silence)
+
+    def link_silent(self, now: float) -> bool:
+        """Whether the invalidation link has been silent past ``max_link_silence``."""
+        return now >= self._serve_until
 
     def flush_cache(self) -> None:
         """Empty the cache (the listener fell behind): nothing cached may be trusted."""
@@ -658,9 +680,7 @@ class StoreCore:
             self._replay_window_ms,
         ]
         with self._writing((uid, sid)):
-            reply = yield RunScript(
-                ScriptName.DELETE, self._write_keys(uid, sid, request_id), args
-            )
+            reply = yield RunScript(ScriptName.DELETE, self._write_keys(uid, sid, request_id), args)
         return bool(int(reply[0]))
 
     def list_user_sessions(
@@ -839,7 +859,7 @@ class StoreCore:
             undecodable_records=self._undecodable,
             invalidations_received=self.invalidations_received,
             cache_flushes=self.cache_flushes,
-            cache_serving=self.cache_serving,
+            cache_serving=self.cache_serving and time.monotonic() < self._serve_until,
         )
 
 

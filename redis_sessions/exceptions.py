@@ -7,6 +7,7 @@
     ├── SessionNotFound                an operation that must change a session found none (append_message);
     │                                  also a LookupError. Reads return None / False instead
     ├── StoreUnavailable               Redis could not be reached or timed out; never reads as "not found"
+    ├── StoreClosed                    the store was closed: nothing is served, no connection is opened
     └── BackendError                   Redis answered with an error (WRONGTYPE on a key of ours, OOM, a
                                        script error): the data is left as it was
 
@@ -20,6 +21,7 @@ __all__ = [
     "InvalidInput",
     "SessionNotFound",
     "SessionStoreError",
+    "StoreClosed",
     "StoreUnavailable",
     "VersionConflict",
 ]
@@ -57,6 +59,10 @@ class SessionNotFound(SessionStoreError, LookupError):
 
 class StoreUnavailable(SessionStoreError):
     """Redis could not be reached, or did not answer in time."""
+
+
+class StoreClosed(SessionStoreError):
+    """An operation was called on a store after ``close()`` / ``aclose()``."""
 
 
 class BackendError(SessionStoreError):

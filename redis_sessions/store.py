@@ -29,10 +29,9 @@ class SessionStore(StoreBase):
     _retry_class = Retry
 
     def close(self) -> None:
-        """Stop the invalidation listener; close the client if the store made it (``from_url``)."""
-        run_to_end(self._stop_listening())
-        if self._owns_client:
-            self._client.close()
+        """Stop the invalidation listener, empty the cache, and close the client if the store made
+        it (``from_url``). Every operation after this raises StoreClosed; closing again is fine."""
+        run_to_end(self._close())
 
     def _sleep(self, seconds: float) -> None:
         time.sleep(seconds)

@@ -35,6 +35,7 @@ PUBLIC = {
     "SessionStoreError",
     "StoreConfig",
     "StoreStats",
+    "StoreClosed",
     "StoreUnavailable",
     "TutorContext",
     "UserConceptMastery",
