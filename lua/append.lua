@@ -24,9 +24,9 @@ local record_key, messages_key, snapshots_key, request_key = KEYS[1], KEYS[2], K
 local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local now_iso, keep, message, snapshot = ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11]
-local owner = 'append ' .. session_id
+local this_write = 'append ' .. session_id
 
-local seen = replayed(request_key, owner)
+local seen = replayed(request_key, this_write)
 if seen then
   return seen
 end
@@ -60,4 +60,4 @@ while old >= 1 and redis.call('HDEL', messages_key, old) == 1 do
 end
 
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return remember(request_key, window_ms, owner, {turn, latest_turn, latest_snapshot})
+return remember(request_key, window_ms, this_write, {turn, latest_turn, latest_snapshot})

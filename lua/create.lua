@@ -16,15 +16,16 @@
 -- ARGV[7] = how long the reply is kept for a resent request, milliseconds
 -- ARGV[8] = folder id, or "" when no folder is asked for
 -- ARGV[9..] = field, value pairs of the new record (metadata and context fields)
--- Returns {1, folder_status}: folder_status is "none", "ok", "missing" (no folder of this user with
--- that id) or "invalid" (the folder's stored analysis is not well-formed); {0} when the id is taken.
--- A resent request that was applied already gets the same reply again.
+-- Returns {1, folder_status, session_id}: folder_status is "none", "ok", "missing" (no folder of
+-- this user with that id) or "invalid" (the folder's stored analysis is not well-formed); {0} when
+-- the id is taken. A resent request that was applied already gets the same reply again, naming
+-- the session it created (a caller that retries itself draws a new id for each attempt).
 local record_key, request_key, folder_key = KEYS[1], KEYS[7], KEYS[8]
 local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, folder_id =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local owner = 'create ' .. session_id
+local this_write = 'create'  -- a retried create draws a new session id: the reply names the first
 
-local seen = replayed(request_key, owner)
+local seen = replayed(request_key, this_write)
 if seen then
   return seen
 end
@@ -88,4 +89,4 @@ end
 
 redis.call('HSET', record_key, unpack(fields))
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return remember(request_key, window_ms, owner, {1, folder_status})
+return remember(request_key, window_ms, this_write, {1, folder_status, session_id})

@@ -16,13 +16,13 @@
 -- either way). A resent request that deleted the record already gets {1} again.
 local request_key = KEYS[7]
 local session_id, member, channel, now_ms, window_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local owner = 'delete ' .. session_id
+local this_write = 'delete ' .. session_id
 
-local seen = replayed(request_key, owner)
+local seen = replayed(request_key, this_write)
 if seen then
   return seen
 end
 if cascade(KEYS, session_id, member, channel, now_ms) == 1 then
-  return remember(request_key, window_ms, owner, {1})
+  return remember(request_key, window_ms, this_write, {1})
 end
 return {0}

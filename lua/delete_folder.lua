@@ -6,13 +6,13 @@
 -- Returns {1} when the folder existed, else {0}. A resent request that deleted it already gets {1}.
 local folder_key, request_key = KEYS[1], KEYS[2]
 local folder_id, window_ms = ARGV[1], ARGV[2]
-local owner = 'delete_folder ' .. folder_id
+local this_write = 'delete_folder ' .. folder_id
 
-local seen = replayed(request_key, owner)
+local seen = replayed(request_key, this_write)
 if seen then
   return seen
 end
 if redis.call('DEL', folder_key) == 1 then
-  return remember(request_key, window_ms, owner, {1})
+  return remember(request_key, window_ms, this_write, {1})
 end
 return {0}

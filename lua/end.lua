@@ -20,9 +20,9 @@
 local record_key, request_key = KEYS[1], KEYS[7]
 local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, now_iso =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local owner = 'end ' .. session_id
+local this_write = 'end ' .. session_id
 
-local seen = replayed(request_key, owner)
+local seen = replayed(request_key, this_write)
 if seen then
   return seen
 end
@@ -33,4 +33,4 @@ end
 redis.call('HSETNX', record_key, 'ended_at', now_iso)
 redis.call('HSET', record_key, 'updated_at', now_iso)
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return remember(request_key, window_ms, owner, {redis.call('HGET', record_key, 'ended_at')})
+return remember(request_key, window_ms, this_write, {redis.call('HGET', record_key, 'ended_at')})

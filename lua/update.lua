@@ -33,9 +33,9 @@ local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
 local now_iso, expected, base = ARGV[8], ARGV[9], ARGV[10]
 local turn_arg, snapshot_arg, removals = ARGV[11], ARGV[12], tonumber(ARGV[13])
 local first_pair = 14 + removals
-local owner = 'update ' .. session_id
+local this_write = 'update ' .. session_id
 
-local seen = replayed(request_key, owner)
+local seen = replayed(request_key, this_write)
 if seen then
   return seen
 end
@@ -74,4 +74,4 @@ end
 redis.call('HSET', record_key, 'updated_at', now_iso, unpack(ARGV, first_pair, #ARGV))
 local new_version = redis.call('HINCRBY', record_key, 'version', 1)
 touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return remember(request_key, window_ms, owner, {1, new_version, turn, snapshot})
+return remember(request_key, window_ms, this_write, {1, new_version, turn, snapshot})

@@ -431,10 +431,11 @@ class StoreCore:
             ]
             with self._writing((uid, sid)) as write:
                 reply = yield RunScript(ScriptName.CREATE, keys, args)
-                if reply[0] == 1 and reply[1] == b"none":
+                if reply[0] == 1 and reply[1] == b"none" and reply[2] == sid.encode():
                     # no folder was copied in: the record is exactly what was sent
                     write.after = record
             if reply[0] == 1:
+                sid = reply[2].decode()  # a replayed create names the session it made
                 break
         else:  # pragma: no cover - three UUID4 collisions in a row
             raise BackendError("could not allocate a free session id")
