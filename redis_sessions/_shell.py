@@ -277,7 +277,7 @@ class StoreBase:
             pipe = client.pipeline(transaction=False)
             for command in request.commands:
                 pipe.execute_command(*command)
-            return await _settle(pipe.execute())
+            return await _settle(pipe.execute(raise_on_error=request.raise_on_error))
         if isinstance(request, ScanBatch):
             return await self._scan(request)
         if isinstance(request, Sleep):
