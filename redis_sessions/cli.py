@@ -18,11 +18,11 @@ import click
 import msgspec
 import redis
 
+from .check import PROBLEMS
 from .config import StoreConfig
 from .embedded import EmbeddedRedis, RedisServerNotFound
 from .exceptions import InvalidInput, SessionStoreError, StoreUnavailable
 from .keys import SLOTS, KeySpace
-from .maintenance import PROBLEMS
 from .store import SessionStore
 
 T = TypeVar("T")
