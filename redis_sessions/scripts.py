@@ -26,6 +26,7 @@ class ScriptName(str, enum.Enum):
     PUT_FOLDER = "put_folder"
     SWEEP = "sweep"
     REPAIR = "repair"
+    DROP_KEY = "drop_key"
 
 
 LIBRARY = "_lib"
