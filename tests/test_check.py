@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
+from click.testing import CliRunner
 
 from redis_sessions import Folder, InvalidInput, SessionStore, StoreConfig, TutorContext
+from redis_sessions.cli import cli
 from redis_sessions.embedded import EmbeddedRedis
 from redis_sessions.requests import RunScript
 from redis_sessions.samples import chat_turn
@@ -401,3 +403,57 @@ def test_a_wrong_type_key_rewritten_meanwhile_is_not_dropped(store: SessionStore
     assert report.problems == {}
     assert store.client.hgetall(messages) == good
     assert [m.turn_no for m in store.get_messages(sid, "alice")] == [1]
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def cli_check(url: str, prefix: str, *flags: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--url", url, "--prefix", prefix, "check", *flags])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_check_says_what_was_fixed_and_what_was_left(real_server: EmbeddedRedis) -> None:
+    prefix = f"cli{uuid.uuid4().hex[:8]}"
+    store = SessionStore.from_url(real_server.url, config=StoreConfig(key_prefix=prefix))
+    keys = store.keyspace
+    healthy, unindexed, damaged, bad = (make(store, "ada") for _ in range(4))
+    store.client.zrem(keys.index("ada"), unindexed)
+    record = keys.session("ada", damaged)
+    _replace(store, record, lambda: store.client.set(record, b"x"))
+    store.client.hset(keys.session("ada", bad), "created_at", b"yesterday")
+    store.client.set(f"{prefix}:stray", b"?")
+
+    code, out, err = cli_check(real_server.url, prefix)
+    assert code == 1
+    assert "records without an index entry: found 1, repaired 0, left 1\n" in out
+    assert "keys holding another Redis type than the layout's: found 1, deleted 0, left 1" in out
+    assert "records that cannot be decoded: found 1, deleted 0, left 1" in out
+    assert out.count("left alone (use --drop-corrupt to delete)") == 2
+    assert f"{record}: a string, not a hash" in out and "yesterday" in out
+    assert f"unknown key {prefix}:stray" in out and "b'" not in out
+    assert "3 problem(s) left unrepaired" in err and "--repair --drop-corrupt" in err
+
+    code, out, err = cli_check(real_server.url, prefix, "--drop-corrupt")
+    assert code == 2 and "--drop-corrupt needs --repair" in err
+
+    code, out, err = cli_check(real_server.url, prefix, "--repair")
+    assert code == 1
+    assert "records without an index entry: found 1, repaired 1, left 0" in out
+    assert out.count("left alone (use --drop-corrupt to delete)") == 2
+    assert f"{record}: a string, not a hash (left alone)" in out
+    assert "2 problem(s) left unrepaired" in err and "--drop-corrupt" in err
+
+    code, out, err = cli_check(real_server.url, prefix, "--repair", "--drop-corrupt")
+    assert code == 0, err
+    assert "keys holding another Redis type than the layout's: found 1, deleted 1, left 0" in out
+    assert "records that cannot be decoded: found 1, deleted 1, left 0" in out
+    assert "(deleted with its session)" in out and "all problems repaired" in out
+    assert "use --drop-corrupt" not in out
+
+    code, out, err = cli_check(real_server.url, prefix)
+    assert code == 0 and out.endswith("consistent\n")
+    assert "keys under the prefix that the store does not write: 1" in out  # never touched
+    assert {r.session_id for r in store.list_user_sessions("ada")} == {healthy, unindexed}
+    store.client.delete(*store.client.scan_iter(match=f"{prefix}:*"))
+    store.close()
