@@ -171,7 +171,10 @@ def _check_batch(core: StoreCore, run: _Run, batch: list[bytes], count: int) -> 
     keys = core.keys
     known: list[tuple[bytes, KeyInfo]] = []
     for key in batch:
-        info = keys.classify(key)
+        try:
+            info = keys.classify(key)
+        except UnicodeDecodeError:  # not UTF-8: no key the store writes
+            info = None
         if info is not None:
             known.append((key, info))
         elif _text(key) != keys.sweep_lock():

@@ -314,6 +314,17 @@ def test_damage_is_reported_left_alone_by_repair_and_dropped(
     assert again.problems == {} and again.unknown_keys == 0
 
 
+def test_keys_that_are_not_utf8_are_unknown_keys(store: SessionStore) -> None:
+    prefix = store.config.key_prefix
+    store.client.set(f"{prefix}:".encode() + b"\xff\xfe", b"?")
+    store.client.set(f"{prefix}:{{u:".encode() + b"\xff}:idx", b"?")
+    make(store, "alice")
+    report = store.check(repair=True, drop_corrupt=True)
+    assert report.problems == {} and report.unknown_keys == 2
+    assert f"unknown key {prefix}:\\xff\\xfe" in report.examples
+    assert store.client.exists(f"{prefix}:".encode() + b"\xff\xfe")  # never touched
+
+
 def test_drop_corrupt_needs_repair(store: SessionStore) -> None:
     with pytest.raises(InvalidInput, match="repair"):
         store.check(drop_corrupt=True)
