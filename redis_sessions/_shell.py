@@ -282,7 +282,7 @@ class StoreBase:
             pipe = client.pipeline(transaction=False)
             for command in request.commands:
                 pipe.execute_command(*command)
-            return await _settle(pipe.execute())
+            return await _settle(pipe.execute(raise_on_error=request.raise_on_error))
         if isinstance(request, ScanBatch):
             return await self._scan(request)
         if isinstance(request, Sleep):
@@ -567,8 +567,11 @@ class StoreBase:
         StoreCore.check,
         """Scan the whole store (SCAN in batches of about ``count`` keys) for inconsistencies:
         records without index or expiry entries, index or expiry entries without records, messages
-        or snapshots without records. Each one is confirmed atomically before it is reported, and
-        fixed with ``repair``. Round trips grow with the number of keys (about 2 per batch).""",
+        or snapshots without records; and for damage: keys holding another Redis type than the
+        layout's, records that cannot be decoded. Each one is confirmed atomically before it is
+        reported. ``repair`` fixes the inconsistencies and leaves damage alone; with
+        ``drop_corrupt`` too it deletes the damage (a record with its whole session). Round trips
+        grow with the number of keys (about 2 per batch).""",
     )
 
     # ------------------------------------------------------------------ no I/O

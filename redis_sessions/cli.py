@@ -18,11 +18,11 @@ import click
 import msgspec
 import redis
 
+from .check import DAMAGE, PROBLEMS
 from .config import StoreConfig
 from .embedded import EmbeddedRedis, RedisServerNotFound
 from .exceptions import InvalidInput, SessionStoreError, StoreUnavailable
 from .keys import SLOTS, KeySpace
-from .maintenance import PROBLEMS
 from .store import SessionStore
 
 T = TypeVar("T")
@@ -234,31 +234,49 @@ def sweep(obj: Context, max_age: dt.timedelta | None, dry_run: bool, batch_size:
 
 
 @cli.command()
-@click.option("--repair", is_flag=True, help="Fix what is found (each fix is atomic).")
+@click.option("--repair", is_flag=True, help="Fix the inconsistencies found (each fix is atomic).")
+@click.option(
+    "--drop-corrupt",
+    is_flag=True,
+    help="With --repair: also delete keys of the wrong type and undecodable records "
+    "(a record goes with its whole session).",
+)
 @click.pass_obj
-def check(obj: Context, repair: bool) -> None:
-    """Scan the store for inconsistencies; exit 1 if any is left unrepaired."""
+def check(obj: Context, repair: bool, drop_corrupt: bool) -> None:
+    """Scan the store for inconsistencies and damage; exit 1 if any is left unrepaired."""
+    if drop_corrupt and not repair:
+        raise click.UsageError("--drop-corrupt needs --repair")
     with obj.store() as store, _store_errors():
-        report = store.check(repair=repair)
-        click.echo(f"scanned {report.scanned_keys} keys")
-        for kind, description in PROBLEMS.items():
-            found = report.problems.get(kind, 0)
-            if found:
-                fixed = report.repaired.get(kind, 0)
-                click.echo(f"  {description}: {found}" + (f", repaired {fixed}" if repair else ""))
-        if report.unknown_keys:
-            click.echo(
-                f"  keys under the prefix that the store does not write: {report.unknown_keys}"
-            )
-        for example in report.examples:
-            click.echo(f"    {example}")
-        if report.unrepaired:
-            raise click.ClickException(
-                f"{report.unrepaired} problem(s) left; run `redis-sessions check --repair`"
-                if not repair
-                else f"{report.unrepaired} problem(s) could not be repaired"
-            )
-        click.echo("consistent" if not report.problems else "all problems repaired")
+        report = store.check(repair=repair, drop_corrupt=drop_corrupt)
+    click.echo(f"scanned {report.scanned_keys} keys")
+    for kind, description in PROBLEMS.items():
+        found = report.problems.get(kind, 0)
+        if not found:
+            continue
+        fixed, left = report.repaired.get(kind, 0), report.left.get(kind, 0)
+        verb = "deleted" if kind in DAMAGE else "repaired"
+        line = f"  {description}: found {found}, {verb} {fixed}, left {left}"
+        if left and kind in DAMAGE and not drop_corrupt:
+            line += " - left alone (use --drop-corrupt to delete)"
+        click.echo(line)
+    if report.unknown_keys:
+        click.echo(
+            f"  keys under the prefix that the store does not write: {report.unknown_keys} "
+            "(reported, never touched)"
+        )
+    for example in report.examples:
+        click.echo(f"    {example}")
+    if report.unrepaired:
+        damage_left = any(kind in DAMAGE for kind in report.left)
+        if not repair:
+            flags = "--repair --drop-corrupt" if damage_left else "--repair"
+            hint = f"run `redis-sessions check {flags}`"
+        elif damage_left and not drop_corrupt:
+            hint = "damage is only deleted with `redis-sessions check --repair --drop-corrupt`"
+        else:
+            hint = "they changed meanwhile or a key of the wrong type was in the way; run it again"
+        raise click.ClickException(f"{report.unrepaired} problem(s) left unrepaired: {hint}")
+    click.echo("consistent" if not report.problems else "all problems repaired")
 
 
 @cli.command()

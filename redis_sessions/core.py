@@ -831,10 +831,13 @@ class StoreCore:
         self,
         *,
         repair: bool = False,
+        drop_corrupt: bool = False,
         count: int = 1000,
         progress: maintenance.Progress | None = None,
     ) -> Op[maintenance.CheckReport]:
-        return maintenance.check(self, repair=repair, count=count, progress=progress)
+        return maintenance.check(
+            self, repair=repair, drop_corrupt=drop_corrupt, count=count, progress=progress
+        )
 
     # ------------------------------------------------------------------ pure
 

@@ -35,9 +35,13 @@ class RunScript:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Pipeline:
     """Plain commands sent together in one round trip (no transaction); the reply is their
-    replies, in order. On a cluster, redis-py sends each node its share."""
+    replies, in order. On a cluster, redis-py sends each node its share.
+
+    With ``raise_on_error`` False, a command that fails does not fail the pipeline: its slot in the
+    reply holds the exception (redis-py's ResponseError) instead."""
 
     commands: tuple[tuple[Arg, ...], ...]
+    raise_on_error: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

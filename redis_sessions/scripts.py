@@ -27,6 +27,7 @@ class ScriptName(str, enum.Enum):
     DELETE_FOLDER = "delete_folder"
     SWEEP = "sweep"
     REPAIR = "repair"
+    DROP_KEY = "drop_key"
 
 
 LIBRARY = "_lib"

@@ -137,3 +137,25 @@ def test_sweep_and_check_on_redis_cluster(cluster: RedisCluster) -> None:
     ]
     assert leftover == []
     store.close()
+
+
+@pytest.mark.parametrize("cluster", cluster_params(), indirect=True)
+def test_check_contains_and_drops_damage_on_redis_cluster(cluster: RedisCluster) -> None:
+    store = SessionStore(cluster, config=StoreConfig(key_prefix=f"cd{uuid.uuid4().hex[:6]}"))
+    keys = store.keyspace
+    sessions = {u: store.create_session(u) for u in (f"user-{i}" for i in range(6))}
+    cluster.delete(keys.index("user-1"))
+    cluster.set(keys.index("user-1"), b"x")
+    cluster.hset(keys.session("user-2", sessions["user-2"]), "version", b"abc")
+    live, _ = keys.expiry("user-3")
+    cluster.delete(live)
+    cluster.hset(live, "f", b"x")
+    found = store.check(count=2)
+    assert found.problems == {"wrong-type": 2, "undecodable": 1}
+    dropped = store.check(repair=True, drop_corrupt=True, count=2)
+    assert dropped.problems == {"wrong-type": 2, "undecodable": 1, "unindexed": 1, "no-expiry": 1}
+    assert dropped.unrepaired == 0 and store.check().problems == {}
+    assert not cluster.exists(keys.session("user-2", sessions["user-2"]))
+    assert [r.session_id for r in store.list_user_sessions("user-1")] == [sessions["user-1"]]
+    cluster.delete(*cluster.scan_iter(match=f"{store.config.key_prefix}:*"))
+    store.close()
