@@ -435,7 +435,7 @@ class StoreCore:
                     # no folder was copied in: the record is exactly what was sent
                     write.after = record
             if reply[0] == 1:
-                sid = reply[2].decode()  # a replayed create names the session it made
+                sid = bytes(reply[2]).decode()  # a replayed create names the session it made
                 break
         else:  # pragma: no cover - three UUID4 collisions in a row
             raise BackendError("could not allocate a free session id")
