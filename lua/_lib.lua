@@ -10,17 +10,88 @@ local function announce(target, member, now_ms)
   end
 end
 
+-- The error a script returns when a key of the store holds what it cannot use (damage): the store
+-- raises CorruptData(key, why) for it. Keys never contain spaces (see keys.py).
+local function corrupt(key, why)
+  return redis.error_reply('CORRUPT ' .. key .. ' ' .. why)
+end
+
+-- Whether a reply of redis.pcall is an error (a key of another type than the command's).
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+
+-- Whether a hash field's value (a string, or false when absent) is the text of an integer that
+-- every layer holds exactly: Lua's doubles, JSON readers, the store's own bound (|n| < 2^53).
+local function is_int(value)
+  if type(value) ~= 'string' or not string.match(value, '^%-?%d+$') then
+    return false
+  end
+  local number = tonumber(value)
+  return number ~= nil and math.abs(number) <= 9007199254740991
+end
+
+local function is_time(value)
+  return type(value) == 'string' and string.match(value, '^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d') ~= nil
+    and (string.match(value, '[%+%-]%d%d:%d%d$') ~= nil or string.sub(value, -1) == 'Z')
+end
+
+-- The metadata of a session record that every write relies on, checked before anything is written.
+-- Returns a table {version, turns, turn, snapshot} (the last two: c:latest_turn_no and
+-- c:latest_snapshot_index, 0 when absent), or nil and why: '' when there is no record, else what is
+-- damaged (a script returns corrupt(record_key, why) for it; codec.meta_problem is the same check).
+local META_FIELDS = {'user_id', 'version', 'turns', 'created_at', 'updated_at',
+  'c:latest_turn_no', 'c:latest_snapshot_index'}
+local function record_meta(record_key, user_id)
+  local got = redis.pcall('HMGET', record_key, unpack(META_FIELDS))
+  if failed(got) then
+    return nil, 'holds another type than a hash'
+  end
+  local owner, version, turns, created, updated, turn, snapshot = unpack(got, 1, 7)
+  if not owner then
+    if redis.call('EXISTS', record_key) == 1 then
+      return nil, 'the record has no user_id'
+    end
+    return nil, ''
+  end
+  if owner ~= user_id then
+    return nil, 'the record names another user than its key'
+  end
+  if not is_int(version) then
+    return nil, 'version is not an integer'
+  end
+  for i, value in ipairs({turns, turn, snapshot}) do
+    if value and not is_int(value) then
+      return nil, ({'turns', 'c:latest_turn_no', 'c:latest_snapshot_index'})[i]
+        .. ' is not an integer'
+    end
+  end
+  if not is_time(created) or not is_time(updated) then
+    return nil, 'created_at or updated_at is not an ISO-8601 time'
+  end
+  return {version = tonumber(version), turns = tonumber(turns or '0'),
+    turn = tonumber(turn or '0'), snapshot = tonumber(snapshot or '0')}
+end
+
 -- Record a session's activity: its user index entry, its expiry entry (the live or the ended index,
 -- by whether the record has ended_at), and the TTL backstop of its three keys (0: no TTL); and
--- announce the change.
+-- announce the change. An index key of another type than a sorted set (damage) does not stop the
+-- write: it is left alone, and returned (names joined by newlines, '' when none) for the store to
+-- report; `check --repair --drop-corrupt` rebuilds it.
 local function touch(keys, session_id, member, now_ms, ttl_ms, channel)
   local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
-  redis.call('ZADD', index_key, now_ms, session_id)
+  local damaged = {}
+  local function zset(command, key, ...)
+    if failed(redis.pcall(command, key, ...)) then
+      damaged[#damaged + 1] = key
+    end
+  end
+  zset('ZADD', index_key, now_ms, session_id)
   if redis.call('HEXISTS', record_key, 'ended_at') == 1 then
-    redis.call('ZREM', live_key, member)
-    redis.call('ZADD', ended_key, now_ms, member)
+    zset('ZREM', live_key, member)
+    zset('ZADD', ended_key, now_ms, member)
   else
-    redis.call('ZADD', live_key, now_ms, member)
+    zset('ZADD', live_key, now_ms, member)
   end
   if tonumber(ttl_ms) > 0 then
     redis.call('PEXPIRE', record_key, ttl_ms)
@@ -28,18 +99,23 @@ local function touch(keys, session_id, member, now_ms, ttl_ms, channel)
     redis.call('PEXPIRE', snapshots_key, ttl_ms)
   end
   announce(channel, member, now_ms)
+  return table.concat(damaged, '\n')
 end
 
--- Remove a session and everything of it, and announce it; returns 1 when the record existed.
+-- Remove a session and everything of it, and announce it. Returns 1 when the record existed (0
+-- otherwise), and the index keys it could not clean (another type: damage), as touch does.
 local function cascade(keys, session_id, member, channel, now_ms)
   local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
   local existed = redis.call('EXISTS', record_key)
   redis.call('DEL', record_key, messages_key, snapshots_key)
-  redis.call('ZREM', index_key, session_id)
-  redis.call('ZREM', live_key, member)
-  redis.call('ZREM', ended_key, member)
+  local damaged = {}
+  for _, pair in ipairs({{index_key, session_id}, {live_key, member}, {ended_key, member}}) do
+    if failed(redis.pcall('ZREM', pair[1], pair[2])) then
+      damaged[#damaged + 1] = pair[1]
+    end
+  end
   announce(channel, member, now_ms)
-  return existed
+  return existed, table.concat(damaged, '\n')
 end
 
 -- Exactly-once writes. Every write carries a request id, and a client that lost the reply (redis-py

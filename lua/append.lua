@@ -17,9 +17,12 @@
 -- ARGV[9] = how many messages to keep; older ones and their snapshots are trimmed
 -- ARGV[10] = message JSON
 -- ARGV[11] = snapshot JSON (stored under the message's turn number), or "" for none
--- Returns {turn, latest_turn_no, latest_snapshot_index} as stored afterwards, or {0} when the record
--- is missing or belongs to another user. A resent request that was applied already gets the same
--- reply again (the message is stored once).
+-- Returns {turn, latest_turn_no, latest_snapshot_index, damaged} as stored afterwards, or {0} when
+-- the record is missing or belongs to another user; a CORRUPT error when the record, its messages or
+-- its snapshots key is damaged (nothing is written). A resent request that was applied already gets
+-- the same reply again (the message is stored once).
+-- The last value of a successful reply names the index keys that hold another type (damage the
+-- write went around, see touch in _lib), '' when none.
 local record_key, messages_key, snapshots_key, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
 local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -31,21 +34,29 @@ if seen then
   return seen
 end
 
-if redis.call('HGET', record_key, 'user_id') ~= user_id then
-  return {0}
+local meta, why = record_meta(record_key, user_id)
+if not meta then
+  if why == '' then
+    return {0}
+  end
+  return corrupt(record_key, why)
 end
 
-local turn = redis.call('HINCRBY', record_key, 'turns', 1)
-redis.call('HSET', messages_key, turn, message)
-local latest_turn, latest_snapshot = unpack(redis.call('HMGET', record_key,
-  'c:latest_turn_no', 'c:latest_snapshot_index'))
-latest_turn = math.max(tonumber(latest_turn or '0'), turn)
-latest_snapshot = tonumber(latest_snapshot or '0')
+-- The message first: a messages (or snapshots) key of another type fails before anything else is
+-- written (and a message written just before a failing snapshot is taken back).
+local turn = meta.turns + 1
+if failed(redis.pcall('HSET', messages_key, turn, message)) then
+  return corrupt(messages_key, 'holds another type than a hash')
+end
+local latest_turn, latest_snapshot = math.max(meta.turn, turn), meta.snapshot
 if snapshot ~= '' then
-  redis.call('HSET', snapshots_key, turn, snapshot)
+  if failed(redis.pcall('HSET', snapshots_key, turn, snapshot)) then
+    redis.call('HDEL', messages_key, turn)
+    return corrupt(snapshots_key, 'holds another type than a hash')
+  end
   latest_snapshot = math.max(latest_snapshot, turn)
 end
-local fields = {'updated_at', now_iso, 'c:latest_turn_no', latest_turn}
+local fields = {'turns', turn, 'updated_at', now_iso, 'c:latest_turn_no', latest_turn}
 if latest_snapshot > 0 then
   fields[#fields + 1] = 'c:latest_snapshot_index'
   fields[#fields + 1] = latest_snapshot
@@ -59,5 +70,5 @@ while old >= 1 and redis.call('HDEL', messages_key, old) == 1 do
   old = old - 1
 end
 
-touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return remember(request_key, window_ms, this_write, {turn, latest_turn, latest_snapshot})
+local damaged = touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
+return remember(request_key, window_ms, this_write, {turn, latest_turn, latest_snapshot, damaged})

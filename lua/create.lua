@@ -19,7 +19,10 @@
 -- Returns {1, folder_status, session_id}: folder_status is "none", "ok", "missing" (no folder of
 -- this user with that id) or "invalid" (the folder's stored analysis is not well-formed); {0} when
 -- the id is taken. A resent request that was applied already gets the same reply again, naming
--- the session it created (a caller that retries itself draws a new id for each attempt).
+-- the session it created (a caller that retries itself draws a new id for each attempt). A folder
+-- key of another type than a hash is "invalid".
+-- The last value of a successful reply names the index keys that hold another type (damage the
+-- write went around, see touch in _lib), '' when none.
 local record_key, request_key, folder_key = KEYS[1], KEYS[7], KEYS[8]
 local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, folder_id =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
@@ -58,8 +61,10 @@ end
 
 local folder_status = 'none'
 if folder_id ~= '' then
-  local owner = redis.call('HGET', folder_key, 'user_id')
-  if owner ~= user_id then
+  local owner = redis.pcall('HGET', folder_key, 'user_id')
+  if failed(owner) then
+    folder_status = 'invalid'
+  elseif owner ~= user_id then
     folder_status = 'missing'
   else
     folder_status = 'ok'
@@ -88,5 +93,5 @@ if folder_id ~= '' then
 end
 
 redis.call('HSET', record_key, unpack(fields))
-touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return remember(request_key, window_ms, this_write, {1, folder_status, session_id})
+local damaged = touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
+return remember(request_key, window_ms, this_write, {1, folder_status, session_id, damaged})

@@ -12,8 +12,10 @@
 -- ARGV[3] = "<invalidation channel>|<origin>" to announce the deletion on ("" : none)
 -- ARGV[4] = now, epoch milliseconds (sent with the announcement)
 -- ARGV[5] = how long the reply is kept for a resent request, milliseconds
--- Returns {1} when the record existed, else {0} (stray messages, snapshots or entries are removed
--- either way). A resent request that deleted the record already gets {1} again.
+-- Returns {1, damaged} when the record existed, else {0, damaged} (stray messages, snapshots or
+-- entries are removed either way); damaged names the index keys of another type it could not clean
+-- ('' when none). A resent request that deleted the record already gets {1, ...} again. A damaged
+-- record is deleted like any other: deleting is the way out of damage.
 local request_key = KEYS[7]
 local session_id, member, channel, now_ms, window_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local this_write = 'delete ' .. session_id
@@ -22,7 +24,8 @@ local seen = replayed(request_key, this_write)
 if seen then
   return seen
 end
-if cascade(KEYS, session_id, member, channel, now_ms) == 1 then
-  return remember(request_key, window_ms, this_write, {1})
+local existed, damaged = cascade(KEYS, session_id, member, channel, now_ms)
+if existed == 1 then
+  return remember(request_key, window_ms, this_write, {1, damaged})
 end
-return {0}
+return {0, damaged}

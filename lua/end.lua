@@ -15,8 +15,11 @@
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
 -- ARGV[7] = how long the reply is kept for a resent request, milliseconds
 -- ARGV[8] = now, ISO-8601 text
--- Returns {the recorded ended_at text}, or {} when the record is missing or another user's. A
--- resent request that was applied already gets the same reply again.
+-- Returns {the recorded ended_at text, damaged}, or {} when the record is missing or another user's.
+-- A resent request that was applied already gets the same reply again.
+-- The last value of a successful reply names the index keys that hold another type (damage the
+-- write went around, see touch in _lib), '' when none. a CORRUPT error when the record is damaged
+-- (see record_meta): nothing was written.
 local record_key, request_key = KEYS[1], KEYS[7]
 local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, now_iso =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
@@ -27,10 +30,15 @@ if seen then
   return seen
 end
 
-if redis.call('HGET', record_key, 'user_id') ~= user_id then
-  return {}
+local meta, why = record_meta(record_key, user_id)
+if not meta then
+  if why == '' then
+    return {}
+  end
+  return corrupt(record_key, why)
 end
 redis.call('HSETNX', record_key, 'ended_at', now_iso)
 redis.call('HSET', record_key, 'updated_at', now_iso)
-touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return remember(request_key, window_ms, this_write, {redis.call('HGET', record_key, 'ended_at')})
+local damaged = touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
+local ended = redis.call('HGET', record_key, 'ended_at')
+return remember(request_key, window_ms, this_write, {ended, damaged})

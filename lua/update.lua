@@ -23,9 +23,13 @@
 -- ARGV[13] = k, how many field names follow to remove
 -- ARGV[14..13+k] = context fields to remove (those now at their default)
 -- ARGV[14+k..] = field, value pairs to set ("c:<name>" JSON fields and "folder_id")
--- Returns {1, new_version, latest_turn_no, latest_snapshot_index}; {0} when the record is missing or
--- belongs to another user (it is never re-created); {-1, stored_version} on a version conflict;
--- {-2, stored_version} when the record is no longer at the base version (nothing was written).
+-- Returns {1, new_version, latest_turn_no, latest_snapshot_index, damaged}; {0} when the record is
+-- missing or belongs to another user (it is never re-created); {-1, stored_version} on a version
+-- conflict; {-2, stored_version} when the record is no longer at the base version (nothing was
+-- written).
+-- The last value of a successful reply names the index keys that hold another type (damage the
+-- write went around, see touch in _lib), '' when none. a CORRUPT error when the record is damaged
+-- (see record_meta): nothing was written.
 -- A resent request that was applied already gets the same reply again.
 local record_key, request_key = KEYS[1], KEYS[7]
 local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
@@ -40,12 +44,14 @@ if seen then
   return seen
 end
 
-local owner, version, turn, snapshot = unpack(redis.call(
-  'HMGET', record_key, 'user_id', 'version', 'c:latest_turn_no', 'c:latest_snapshot_index'))
-if owner ~= user_id then
-  return {0}
+local meta, why = record_meta(record_key, user_id)
+if not meta then
+  if why == '' then
+    return {0}
+  end
+  return corrupt(record_key, why)
 end
-version = tonumber(version)
+local version, turn, snapshot = meta.version, meta.turn, meta.snapshot
 if expected ~= '' and tonumber(expected) ~= version then
   return {-1, version}
 end
@@ -56,7 +62,6 @@ end
 if removals > 0 then
   redis.call('HDEL', record_key, unpack(ARGV, 14, first_pair - 1))
 end
-turn, snapshot = tonumber(turn or '0'), tonumber(snapshot or '0')
 local raised = {}
 if turn_arg ~= '' and tonumber(turn_arg) > turn then
   turn = tonumber(turn_arg)
@@ -71,7 +76,8 @@ end
 if #raised > 0 then
   redis.call('HSET', record_key, unpack(raised))
 end
-redis.call('HSET', record_key, 'updated_at', now_iso, unpack(ARGV, first_pair, #ARGV))
-local new_version = redis.call('HINCRBY', record_key, 'version', 1)
-touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
-return remember(request_key, window_ms, this_write, {1, new_version, turn, snapshot})
+local new_version = version + 1
+redis.call('HSET', record_key, 'updated_at', now_iso, 'version', new_version,
+  unpack(ARGV, first_pair, #ARGV))
+local damaged = touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
+return remember(request_key, window_ms, this_write, {1, new_version, turn, snapshot, damaged})

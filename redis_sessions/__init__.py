@@ -7,6 +7,7 @@ from .config import StoreConfig
 from .core import StoreStats
 from .exceptions import (
     BackendError,
+    CorruptData,
     InvalidInput,
     SessionNotFound,
     SessionStoreError,
@@ -34,6 +35,7 @@ __all__ = [
     "AnalysisResult",
     "AsyncSessionStore",
     "BackendError",
+    "CorruptData",
     "FocusObjective",
     "Folder",
     "InvalidInput",

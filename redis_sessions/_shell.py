@@ -33,7 +33,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from .config import StoreConfig
 from .core import FolderSource, StoreCore, translate_error
-from .exceptions import InvalidInput, StoreClosed
+from .exceptions import CorruptData, InvalidInput, StoreClosed
 from .keys import KeySpace
 from .requests import Command, LoadFolder, Op, Pipeline, Request, RunScript, ScanBatch, Sleep
 from .scripts import script_sha, script_source
@@ -249,7 +249,10 @@ class StoreBase:
                 try:
                     reply = await self._perform(request)
                 except rex.RedisError as exc:
-                    request = op.throw(translate_error(exc))
+                    error = translate_error(exc)
+                    if isinstance(error, CorruptData):  # a script met damage: count and log it
+                        self._core.report_corrupt(error.key, error.problem)
+                    request = op.throw(error)
                 except Exception as exc:
                     if not isinstance(request, LoadFolder):
                         raise

@@ -15,6 +15,7 @@ typed msgspec decode.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
@@ -350,7 +351,55 @@ def session_from_fields(fields: Mapping[bytes, bytes], user_id: str, session_id:
     return session_from_parts(session_parts(fields, user_id, session_id))
 
 
+#: The record fields every write script checks before it writes (record_meta in lua/_lib.lua).
+META_FIELDS: Final = (
+    "user_id",
+    "version",
+    "turns",
+    "created_at",
+    "updated_at",
+    "c:latest_turn_no",
+    "c:latest_snapshot_index",
+)
+_META_KEYS: Final = tuple(name.encode() for name in META_FIELDS)
+_INT = re.compile(rb"-?[0-9]+\Z")
+_TIME = re.compile(
+    rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}.*([+-][0-9]{2}:[0-9]{2}|Z)\Z", re.S
+)
+MAX_SAFE_INT: Final = 2**53 - 1
+
+
+def _is_int(value: bytes | None) -> bool:
+    return value is not None and bool(_INT.match(value)) and abs(int(value)) <= MAX_SAFE_INT
+
+
+def meta_problem(values: list[bytes | None], user_id: str) -> str | None:
+    """What is damaged in a record's META_FIELDS (HMGET order): the same check as the write
+    scripts' record_meta. None when sound; "" when there is no user_id (no record, or damage:
+    the caller tells them apart)."""
+    owner, version, turns, created, updated, turn, snapshot = values
+    if owner is None:
+        return ""
+    if owner != user_id.encode():
+        return "the record names another user than its key"
+    if not _is_int(version):
+        return "version is not an integer"
+    for name, value in (
+        ("turns", turns),
+        ("c:latest_turn_no", turn),
+        ("c:latest_snapshot_index", snapshot),
+    ):
+        if value is not None and not _is_int(value):
+            return f"{name} is not an integer"
+    if not (created and _TIME.match(created) and updated and _TIME.match(updated)):
+        return "created_at or updated_at is not an ISO-8601 time"
+    return None
+
+
 def _meta(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> dict[str, Any]:
+    problem = meta_problem([fields.get(name) for name in _META_KEYS], user_id)
+    if problem:
+        raise CorruptRecord(problem)
     try:
         stored_user = fields[b"user_id"].decode()
         if stored_user != user_id:

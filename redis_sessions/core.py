@@ -29,6 +29,7 @@ from .cache import Freshness, TTLCache
 from .config import StoreConfig
 from .exceptions import (
     BackendError,
+    CorruptData,
     InvalidInput,
     SessionNotFound,
     SessionStoreError,
@@ -80,6 +81,9 @@ def translate_error(exc: rex.RedisError) -> SessionStoreError:
     )
     if isinstance(exc, unavailable):
         error: SessionStoreError = StoreUnavailable(f"Redis unavailable: {exc}")
+    elif str(exc).startswith("CORRUPT "):  # a script met damage: "CORRUPT <key> <what>"
+        _, key, problem = [*str(exc).split(" ", 2), ""][:3]
+        error = CorruptData(key, problem)
     elif "REQUEST_ID_REUSED" in str(exc):  # a caller's request_id named another write
         error = InvalidInput(
             f"request_id was already used for another write within the replay window: {exc}"
@@ -92,6 +96,10 @@ def translate_error(exc: rex.RedisError) -> SessionStoreError:
 
 def _is_wrongtype(exc: SessionStoreError) -> bool:
     return isinstance(exc, BackendError) and "WRONGTYPE" in str(exc)
+
+
+MAX_LIST_OFFSET: Final = 10_000
+NOT_A_HASH: Final = "holds another type than a hash"
 
 
 def _check_int(value: object, name: str, *, minimum: int) -> int:
@@ -242,10 +250,26 @@ class StoreCore:
             request_id = "a." + check_request_id(request_id)  # never equal to a drawn one
         return self.keys.request(uid, request_id)
 
-    def _corrupt(self, key: str, problem: object) -> None:
+    def report_corrupt(self, key: str, problem: object) -> None:
+        """Count and log damage a read went around (a message, a listing row), with its key."""
         with self._lock:
             self._undecodable += 1
-        logger.warning("undecodable record at %s: %s", key, problem)
+        logger.warning("corrupt data at %s: %s", key, problem)
+
+    def _damage(self, key: str, problem: object) -> CorruptData:
+        """Count and log damage that stops an operation; the error to raise for it."""
+        self.report_corrupt(key, problem)
+        return CorruptData(key, str(problem))
+
+    def _written_around(self, damaged: bytes) -> None:
+        """Report the index keys a write could not update because they hold another type (see
+        touch in lua/_lib.lua): the session was written, but is not listed or not expiring."""
+        for key in damaged.decode(errors="replace").split("\n") if damaged else ():
+            self.report_corrupt(
+                key,
+                "holds another type than a sorted set: the write went around it "
+                "(`redis-sessions check --repair --drop-corrupt` rebuilds it)",
+            )
 
     def _fill_cache(self, cache_key: tuple[str, str], record: Record, token: int) -> None:
         with self._lock:
@@ -345,8 +369,7 @@ class StoreCore:
             record: Record = yield Command(("HGETALL", key))
         except SessionStoreError as exc:
             if _is_wrongtype(exc):
-                self._corrupt(key, exc)
-                return None
+                raise self._damage(key, NOT_A_HASH) from exc
             raise
         if not record:
             return None
@@ -359,9 +382,9 @@ class StoreCore:
         """Log (with its key) and count each message or snapshot a read had to leave out."""
         _, messages_key, snapshots_key = self.keys.session_keys(user_id, session_id)
         for problem in bad_messages:
-            self._corrupt(messages_key, problem)
+            self.report_corrupt(messages_key, problem)
         for problem in bad_snapshots:
-            self._corrupt(snapshots_key, problem)
+            self.report_corrupt(snapshots_key, problem)
 
     def _parts(self, record: Record, user_id: str, session_id: str) -> tuple[dict[str, Any], bytes]:
         """(metadata, lean context JSON) of a record, kept with a cached one; raises CorruptRecord."""
@@ -371,24 +394,25 @@ class StoreCore:
             return record.parts
         return codec.session_parts(record, user_id, session_id)
 
-    def _session(self, record: Record, user_id: str, session_id: str) -> Session | None:
+    def _session(self, record: Record, user_id: str, session_id: str) -> Session:
+        """The record as a Session; raises CorruptData when it does not decode."""
         try:
             return codec.session_from_parts(self._parts(record, user_id, session_id))
         except codec.CorruptRecord as exc:
-            self._drop_corrupt(user_id, session_id, exc)
-            return None
+            raise self._undecodable_record(user_id, session_id, exc) from exc
 
-    def _context(self, record: Record, user_id: str, session_id: str) -> TutorContext | None:
+    def _context(self, record: Record, user_id: str, session_id: str) -> TutorContext:
         """The record's context alone (what a Session would hold, without making the Session)."""
         try:
             return codec.decode_context(self._parts(record, user_id, session_id)[1])
         except codec.CorruptRecord as exc:
-            self._drop_corrupt(user_id, session_id, exc)
-            return None
+            raise self._undecodable_record(user_id, session_id, exc) from exc
 
-    def _drop_corrupt(self, user_id: str, session_id: str, exc: codec.CorruptRecord) -> None:
+    def _undecodable_record(
+        self, user_id: str, session_id: str, exc: codec.CorruptRecord
+    ) -> CorruptData:
         self.cache.evict((user_id, session_id))
-        self._corrupt(self.keys.session(user_id, session_id), exc)
+        return self._damage(self.keys.session(user_id, session_id), exc)
 
     # ------------------------------------------------------------------ sessions
 
@@ -436,6 +460,7 @@ class StoreCore:
                     write.after = record
             if reply[0] == 1:
                 sid = bytes(reply[2]).decode()  # a replayed create names the session it made
+                self._written_around(reply[3])
                 break
         else:  # pragma: no cover - three UUID4 collisions in a row
             raise BackendError("could not allocate a free session id")
@@ -531,8 +556,6 @@ class StoreCore:
             return None
         record = codec.pairs_to_dict(reply[0])
         session = self._session(record, uid, sid)
-        if session is None:
-            return None
         self._fill_cache((uid, sid), record, epoch)
         first = int(reply[1])
         messages, bad_messages = codec.decode_messages(first, reply[2])
@@ -547,15 +570,9 @@ class StoreCore:
         self, uid: str, sid: str, count: int, *, whole: bool, snapshots: bool
     ) -> Op[list[Any]]:
         keys = self.keys.session_keys(uid, sid)
-        try:
-            reply: list[Any] = yield RunScript(
-                ScriptName.READ, keys, [count, "1" if whole else "0", "1" if snapshots else "0"]
-            )
-        except SessionStoreError as exc:
-            if _is_wrongtype(exc):
-                self._corrupt(keys[0], exc)
-                return []
-            raise
+        reply: list[Any] = yield RunScript(
+            ScriptName.READ, keys, [count, "1" if whole else "0", "1" if snapshots else "0", uid]
+        )
         return reply
 
     def update_session_context(
@@ -604,6 +621,7 @@ class StoreCore:
             if status == -1:
                 assert expected_version is not None
                 raise VersionConflict(sid, expected_version, int(reply[1]))
+            self._written_around(reply[4])
             if base is not None:
                 record = change.applied_to(base, int(reply[2]), int(reply[3]))
                 record[b"version"] = str(reply[1]).encode()
@@ -624,9 +642,9 @@ class StoreCore:
         for attempt in range(retries + 1):
             # the first attempt may use the cache; after a conflict, read what Redis holds
             record = yield from self._record(uid, sid, use_cache=attempt == 0)
-            session = None if record is None else self._session(record, uid, sid)
-            if session is None:
+            if record is None:
                 raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
+            session = self._session(record, uid, sid)
             returned = fn(session.context)
             context = session.context if returned is None else returned
             try:
@@ -647,8 +665,22 @@ class StoreCore:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         if self._cached((uid, sid)) is not None:
             return True
-        reply = yield Command(("EXISTS", self.keys.session(uid, sid)))
-        return bool(reply)
+        key = self.keys.session(uid, sid)
+        try:
+            values = yield Command(("HMGET", key, *codec.META_FIELDS))
+        except SessionStoreError as exc:
+            if _is_wrongtype(exc):
+                raise self._damage(key, NOT_A_HASH) from exc
+            raise
+        problem = codec.meta_problem(values, uid)
+        if problem is None:
+            return True
+        if problem:
+            raise self._damage(key, problem)
+        exists: int = yield Command(("EXISTS", key))  # a record without user_id: damaged too
+        if exists:
+            raise self._damage(key, "the record has no user_id")
+        return False
 
     def end_session(
         self, session_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
@@ -664,6 +696,7 @@ class StoreCore:
             if not reply:
                 return False
             ended = reply[0]
+            self._written_around(reply[1])
             if write.before is not None:
                 patch = {b"ended_at": ended, b"updated_at": codec.iso(now).encode()}
                 write.after = {**write.before, **patch}
@@ -682,6 +715,7 @@ class StoreCore:
         ]
         with self._writing((uid, sid)):
             reply = yield RunScript(ScriptName.DELETE, self._write_keys(uid, sid, request_id), args)
+        self._written_around(reply[1])
         return bool(int(reply[0]))
 
     def list_user_sessions(
@@ -690,12 +724,15 @@ class StoreCore:
         uid = check_user_id(user_id)
         limit = min(_check_int(limit, "limit", minimum=1), MAX_LIST_LIMIT)
         offset = _check_int(offset, "offset", minimum=0)
+        if offset > MAX_LIST_OFFSET:
+            raise InvalidInput(f"offset must be at most {MAX_LIST_OFFSET}, got {offset}")
         fields = codec.LISTING_FIELDS
-        flat = yield RunScript(
-            ScriptName.LIST,
-            [self.keys.index(uid)],
-            [self.keys.session_prefix(uid), offset, limit, *fields],
+        index = self.keys.index(uid)
+        flat, problems = yield RunScript(
+            ScriptName.LIST, [index], [self.keys.session_prefix(uid), offset, limit, *fields]
         )
+        for i in range(0, len(problems), 2):  # rows the script left out, each reported
+            self.report_corrupt(self._row_key(uid, problems[i]), problems[i + 1].decode())
         width = 1 + len(fields)
         out = []
         for i in range(0, len(flat), width):
@@ -703,8 +740,11 @@ class StoreCore:
             try:
                 out.append(codec.info_from_row(session_id, row, uid))
             except codec.CorruptRecord as exc:
-                self._corrupt(self.keys.session(uid, session_id.decode(errors="replace")), exc)
+                self.report_corrupt(self._row_key(uid, session_id), exc)
         return out
+
+    def _row_key(self, uid: str, session_id: bytes) -> str:
+        return self.keys.session(uid, session_id.decode(errors="replace"))
 
     # ------------------------------------------------------------------ messages
 
@@ -739,6 +779,7 @@ class StoreCore:
             turn = int(reply[0])
             if turn == 0:
                 raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
+            self._written_around(reply[3])
             if write.before is not None:
                 patch = {
                     b"turns": str(turn).encode(),
@@ -790,13 +831,18 @@ class StoreCore:
             found: Folder | None = yield LoadFolder(fid, uid)
             return found
         key = self.keys.folder(uid, fid)
-        fields = yield Command(("HGETALL", key))
+        try:
+            fields = yield Command(("HGETALL", key))
+        except SessionStoreError as exc:
+            if _is_wrongtype(exc):
+                raise self._damage(key, NOT_A_HASH) from exc
+            raise
         if not fields:
             return None
         try:
             return codec.folder_from_fields(fields, uid, fid)
         except codec.CorruptRecord as exc:
-            self._corrupt(key, exc)
+            self.report_corrupt(key, exc)
             return None
 
     def delete_folder(

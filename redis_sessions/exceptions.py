@@ -8,6 +8,9 @@
     │                                  also a LookupError. Reads return None / False instead
     ├── StoreUnavailable               Redis could not be reached or timed out; never reads as "not found"
     ├── StoreClosed                    the store was closed: nothing is served, no connection is opened
+    ├── CorruptData                    a key of the store holds what it cannot use (a record that does
+    │                                  not decode, a key of another type); nothing was written.
+    │                                  ``redis-sessions check`` reports it, ``--drop-corrupt`` removes it
     └── BackendError                   Redis answered with an error (WRONGTYPE on a key of ours, OOM, a
                                        script error): the data is left as it was
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "CorruptData",
     "InvalidInput",
     "SessionNotFound",
     "SessionStoreError",
@@ -59,6 +63,22 @@ class SessionNotFound(SessionStoreError, LookupError):
 
 class StoreUnavailable(SessionStoreError):
     """Redis could not be reached, or did not answer in time."""
+
+
+class CorruptData(SessionStoreError):
+    """A key of the store holds what the store cannot use: a session record that does not decode
+    (damaged metadata or context), or a key of another Redis type than the layout's.
+
+    ``key`` names it and ``problem`` says what is wrong. Raised by every operation on a damaged
+    session but ``delete_session``, which removes it; nothing is written. The data is left as it
+    is for an operator: ``redis-sessions check`` reports it, ``check --repair --drop-corrupt``
+    deletes it.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"corrupt data at {key}: {problem}")
+        self.key = key
+        self.problem = problem
 
 
 class StoreClosed(SessionStoreError):

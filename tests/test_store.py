@@ -284,20 +284,29 @@ def test_listing_caps_limit_at_100(store: SessionStore) -> None:
     assert len(store.list_user_sessions("bulk", limit=100, offset=100)) == 3
 
 
-def test_listing_prunes_index_entries_without_record(store: SessionStore, clock: Clock) -> None:
+def test_listing_skips_and_reports_index_entries_without_record_and_changes_nothing(
+    store: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     ids = []
-    for _ in range(5):
+    for _ in range(6):
         clock.advance(seconds=1)
         ids.append(store.create_session("alice"))
-    for sid in ids[1:4]:
+    for sid in ids[2:5]:  # newest first: ids[5], (4, 3, 2 gone), 1, 0
         store.client.delete(store._core.keys.session("alice", sid))
+    index_before = store.client.zrange(store._core.keys.index("alice"), 0, -1)
     rows = store.list_user_sessions("alice", limit=2)
-    assert [r.session_id for r in rows] == [ids[4], ids[0]]
-    index = store.client.zrange(store._core.keys.index("alice"), 0, -1)
-    assert set(index) == {ids[0].encode(), ids[4].encode()}
+    assert [r.session_id for r in rows] == [ids[5], ids[1]]
+    # the offset counts sessions, not entries: the next page starts right after the first
+    assert [r.session_id for r in store.list_user_sessions("alice", limit=2, offset=2)] == [ids[0]]
+    assert [r.session_id for r in store.list_user_sessions("alice", offset=1)] == ids[1::-1]
+    assert store.client.zrange(store._core.keys.index("alice"), 0, -1) == index_before  # a read
+    for sid in ids[2:5]:
+        assert f"{sid}: index entry without a record" in caplog.text
 
 
-@pytest.mark.parametrize("limit, offset", [(0, 0), (-1, 0), (10, -1), ("10", 0), (True, 0)])
+@pytest.mark.parametrize(
+    "limit, offset", [(0, 0), (-1, 0), (10, -1), ("10", 0), (True, 0), (10, 10_001), (1, 10**18)]
+)
 def test_listing_rejects_bad_paging(store: SessionStore, limit: object, offset: object) -> None:
     with pytest.raises(InvalidInput):
         store.list_user_sessions("alice", limit=limit, offset=offset)  # type: ignore[arg-type]

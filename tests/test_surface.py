@@ -20,6 +20,7 @@ PUBLIC = {
     "AnalysisResult",
     "AsyncSessionStore",
     "BackendError",
+    "CorruptData",
     "FocusObjective",
     "Folder",
     "InvalidInput",
