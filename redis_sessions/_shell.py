@@ -150,6 +150,8 @@ class StoreBase:
     LISTEN_POLL: ClassVar[float] = 1.0
     #: seconds the listener waits after a message so the next ones are read in the same wake-up
     LISTEN_BATCH: ClassVar[float] = 0.002
+    #: messages the listener takes in one wake-up at most
+    LISTEN_DRAIN: ClassVar[int] = 1000
     #: The redis-py client, blocking pool and Retry classes ``from_url`` uses.
     _client_class: ClassVar[Any]
     _pool_class: ClassVar[Any]
@@ -356,33 +358,49 @@ class StoreBase:
                 if now >= next_ping:
                     await _settle(pubsub.ping(repr(now)))
                     next_ping = now + every
-                message = await _settle(pubsub.get_message(timeout=poll))
+                batch = await self._receive(pubsub, poll)
             except (rex.RedisError, OSError):
                 core.set_listening(False)
                 await _settle(_closer(pubsub)())
                 pubsub = None
                 continue
-            if message is None:
-                continue
-            if message["type"] == "pong":
-                with contextlib.suppress(ValueError):
-                    core.heard(float(message["data"]))
-                continue
-            if message["type"] == "subscribe":  # resubscribed: the connection was made anew
-                core.flush_cache()
-                continue
-            if message["type"] != "message":
-                continue
-            data = message["data"]
-            if data.startswith(b"stop:"):
-                if data == self._stop_message:
-                    break
-                continue  # another store closing
-            core.invalidate_remote(data, int(time.time() * 1000))
-            if self.LISTEN_BATCH:  # let more arrive, then take them in one wake-up
-                await _settle(self._sleep(self.LISTEN_BATCH))
+            if not all(self._handle(message) for message in batch):
+                break  # this store's own stop message
         if pubsub is not None:
             await _settle(_closer(pubsub)())
+
+    async def _receive(self, pubsub: Any, poll: float) -> list[dict[str, Any]]:
+        """The messages of one wake-up: wait up to ``poll`` for one; then, after LISTEN_BATCH for
+        more to arrive, everything that has (at most LISTEN_DRAIN, so the PINGs go on under a
+        flood). One sleep a wake-up, not one a message: the listener keeps up with thousands of
+        writes a second."""
+        message = await _settle(pubsub.get_message(timeout=poll))
+        if message is None:
+            return []
+        if self.LISTEN_BATCH:
+            await _settle(self._sleep(self.LISTEN_BATCH))
+        batch = [message]
+        while len(batch) < self.LISTEN_DRAIN:
+            message = await _settle(pubsub.get_message(timeout=0))
+            if message is None:
+                break
+            batch.append(message)
+        return batch
+
+    def _handle(self, message: dict[str, Any]) -> bool:
+        """Act on one pub/sub message; False for this store's own stop message."""
+        core, kind = self._core, message["type"]
+        if kind == "pong":
+            with contextlib.suppress(ValueError):
+                core.heard(float(message["data"]))
+        elif kind == "subscribe":  # resubscribed: the connection was made anew
+            core.flush_cache()
+        elif kind == "message":
+            data = message["data"]
+            if data.startswith(b"stop:"):
+                return bool(data != self._stop_message)  # another store closing: go on
+            core.invalidate_remote(data, int(time.time() * 1000))
+        return True
 
     async def _close(self) -> None:
         """close() / aclose(): once; later calls do nothing."""
@@ -390,7 +408,7 @@ class StoreBase:
             return
         self._closed = True
         await self._stop_listening()
-        self._core.set_listening(False)  # nothing cached is served again
+        self._core.set_listening(False, dropped=False)  # nothing cached is served again
         if self._owns_client:
             await _settle(_closer(self._client)())
 

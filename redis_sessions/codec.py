@@ -23,7 +23,7 @@ from typing import Any, Final, NamedTuple
 import msgspec
 
 from .exceptions import InvalidInput
-from .models import TutorContext
+from .models import MAX_SAFE_INT, TutorContext
 from .records import Folder, Message, Role, Session, SessionInfo
 
 SCHEMA_VERSION: Final = 1
@@ -366,7 +366,6 @@ _INT = re.compile(rb"-?[0-9]+\Z")
 _TIME = re.compile(
     rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}.*([+-][0-9]{2}:[0-9]{2}|Z)\Z", re.S
 )
-MAX_SAFE_INT: Final = 2**53 - 1
 
 
 def _is_int(value: bytes | None) -> bool:

@@ -38,7 +38,7 @@ from .exceptions import (
 )
 from .folders import analysis_from_folder
 from .keys import KeySpace, check_request_id, check_user_id, check_uuid
-from .models import TutorContext
+from .models import MAX_SAFE_INT, TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
 from .requests import Arg, Command, LoadFolder, Op, Request, RunScript, Sleep, T
 from .scripts import ScriptName
@@ -57,7 +57,9 @@ MAX_LIST_LIMIT: Final = 100
 class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
     """Counters of one store instance since it was made. ``invalidations_received``: writes of
     other processes (and of this one) announced to this store; ``cache_flushes``: times the cache
-    was emptied because the invalidation listener lost its connection or fell behind."""
+    was emptied because the invalidation listener lost its connection or fell behind;
+    ``link_drops``: times the invalidation link was lost or went silent (the cache stopped serving
+    until it was back)."""
 
     cache_hits: int
     cache_misses: int
@@ -67,6 +69,8 @@ class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
     invalidations_received: int
     cache_flushes: int
     cache_serving: bool
+    #: times the invalidation link was lost (dropped, or silent past max_link_silence) and made anew
+    link_drops: int
 
 
 def translate_error(exc: rex.RedisError) -> SessionStoreError:
@@ -98,13 +102,18 @@ def _is_wrongtype(exc: SessionStoreError) -> bool:
     return isinstance(exc, BackendError) and "WRONGTYPE" in str(exc)
 
 
+#: Sessions a listing may skip: the script walks them (an index entry without record does not
+#: count), so a deeper page costs more; pages beyond are refused rather than slow.
 MAX_LIST_OFFSET: Final = 10_000
+MAX_MODIFY_RETRIES: Final = 10_000
 NOT_A_HASH: Final = "holds another type than a hash"
 
 
-def _check_int(value: object, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInput(f"{name} must be an int >= {minimum}, got {value!r}")
+def _check_int(value: object, name: str, *, minimum: int, maximum: int = MAX_SAFE_INT) -> int:
+    """``value`` if it is an int in [minimum, maximum] (by default at most 2**53 - 1: what every
+    layer holds exactly); InvalidInput otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InvalidInput(f"{name} must be an int from {minimum} to {maximum}, got {value!r}")
     return value
 
 
@@ -193,6 +202,7 @@ class StoreCore:
         self._serve_until = math.inf if self.cache_serving else 0.0
         self.invalidations_received = 0
         self.cache_flushes = 0
+        self.link_drops = 0
         self._quiet_until_ms = 0  # late invalidations are logged at most once a second
         self._late_unlogged = 0
         self._lock = threading.Lock()
@@ -283,7 +293,7 @@ class StoreCore:
 
     # ------------------------------------------------------------------ invalidation
 
-    def set_listening(self, listening: bool) -> None:
+    def set_listening(self, listening: bool, *, dropped: bool = True) -> None:
         """The store's subscription to other processes' writes started (True) or broke (False).
 
         Either way the cache is emptied: messages may have been lost. While not listening the cache
@@ -291,8 +301,10 @@ class StoreCore:
         every read that began before is refused a fill.
         """
         with self._lock:
-            if not listening and self.cache_serving and len(self.cache):
-                self.cache_flushes += 1
+            if not listening and self.cache_serving and dropped:
+                self.link_drops += 1
+                if len(self.cache):
+                    self.cache_flushes += 1
             self.cache.clear()
             self.freshness.reset()
             self.cache_serving = listening
@@ -544,7 +556,7 @@ class StoreCore:
         self, session_id: str | uuid.UUID, user_id: str, *, history: int = 0
     ) -> Op[TutorContext | None]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
-        history = _check_int(history, "history", minimum=0)
+        history = min(_check_int(history, "history", minimum=0), self.config.max_messages)
         if history == 0:
             record = self._cached((uid, sid))  # a hit makes no generator of _record
             if record is None:
@@ -638,7 +650,7 @@ class StoreCore:
         retries: int = 10,
     ) -> Op[TutorContext]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
-        _check_int(retries, "retries", minimum=0)
+        _check_int(retries, "retries", minimum=0, maximum=MAX_MODIFY_RETRIES)
         for attempt in range(retries + 1):
             # the first attempt may use the cache; after a conflict, read what Redis holds
             record = yield from self._record(uid, sid, use_cache=attempt == 0)
@@ -723,9 +735,7 @@ class StoreCore:
     ) -> Op[list[SessionInfo]]:
         uid = check_user_id(user_id)
         limit = min(_check_int(limit, "limit", minimum=1), MAX_LIST_LIMIT)
-        offset = _check_int(offset, "offset", minimum=0)
-        if offset > MAX_LIST_OFFSET:
-            raise InvalidInput(f"offset must be at most {MAX_LIST_OFFSET}, got {offset}")
+        offset = _check_int(offset, "offset", minimum=0, maximum=MAX_LIST_OFFSET)
         fields = codec.LISTING_FIELDS
         index = self.keys.index(uid)
         flat, problems = yield RunScript(
@@ -910,6 +920,7 @@ class StoreCore:
             invalidations_received=self.invalidations_received,
             cache_flushes=self.cache_flushes,
             cache_serving=self.cache_serving and time.monotonic() < self._serve_until,
+            link_drops=self.link_drops,
         )
 
 

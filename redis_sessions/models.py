@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -38,6 +38,11 @@ Outcome = Literal["correct", "incorrect", "unsure", "clarification_needed", "exp
 OUTCOMES: Final[frozenset[str]] = frozenset(
     ("correct", "incorrect", "unsure", "clarification_needed", "explained")
 )
+#: The largest integer every layer holds exactly: Lua's doubles inside the scripts, JavaScript and
+#: other JSON readers (Number.MAX_SAFE_INTEGER). Integer fields refuse anything beyond +-it.
+MAX_SAFE_INT: Final = 2**53 - 1
+SafeInt = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+
 MASTERY_THRESHOLD: Final = 0.8
 CONFIDENCE_THRESHOLD: Final = 5
 
@@ -49,10 +54,10 @@ class _Model(msgspec.Struct, omit_defaults=True, kw_only=True):
 class UserConceptMastery(_Model, kw_only=True):
     """A Beta(alpha, beta) belief about how well the learner knows one concept."""
 
-    alpha: int = 1
-    beta: int = 1
+    alpha: SafeInt = 1
+    beta: SafeInt = 1
     last_interaction_outcome: str | None = None
-    attempts: int = 0
+    attempts: SafeInt = 0
     confusion_points: list[str] = []
     last_accessed: str | None = None  # ISO-8601 UTC timestamp
 
@@ -97,13 +102,13 @@ class UserConceptMastery(_Model, kw_only=True):
 class LearningObjective(_Model, kw_only=True):
     title: str
     description: str
-    priority: int
+    priority: SafeInt
 
 
 class LessonSection(_Model, kw_only=True):
     title: str
     objectives: list[LearningObjective]
-    estimated_duration_minutes: int
+    estimated_duration_minutes: SafeInt
     concepts_to_cover: list[str]
     prerequisites: list[str] = []
     is_optional: bool
@@ -115,14 +120,14 @@ class LessonPlan(_Model, kw_only=True):
     target_audience: str
     prerequisites: list[str]
     sections: list[LessonSection]
-    total_estimated_duration_minutes: int
+    total_estimated_duration_minutes: SafeInt
     additional_resources: list[str] = []
 
 
 class QuizQuestion(_Model, kw_only=True):
     question: str
     options: list[str]
-    correct_answer_index: int
+    correct_answer_index: SafeInt
     explanation: str
     difficulty: str
     related_section: str
@@ -131,7 +136,7 @@ class QuizQuestion(_Model, kw_only=True):
 class FocusObjective(_Model, kw_only=True):
     topic: str
     learning_goal: str
-    priority: int
+    priority: SafeInt
     relevant_concepts: list[str] = []
     suggested_approach: str | None = None
     target_mastery: float
@@ -150,7 +155,7 @@ class UserModelState(_Model, kw_only=True):
     concepts: dict[str, UserConceptMastery] = {}
     overall_progress: float = 0.0
     current_topic: str | None = None
-    current_topic_segment_index: int = 0
+    current_topic_segment_index: SafeInt = 0
     learning_pace_factor: float = 1.0
     preferred_interaction_style: InteractionStyle | None = None
     session_summary_notes: list[str] = []
@@ -213,10 +218,10 @@ class TutorContext(_Model, kw_only=True):
     last_pedagogical_action: PedagogicalAction | None = None
     last_event: dict[str, Any] | None = None
     pending_interaction_type: str | None = None
-    high_cost_calls: int = 0
-    max_high_cost_calls: int = 3
-    latest_turn_no: int = 0
-    latest_snapshot_index: int = 0
+    high_cost_calls: SafeInt = 0
+    max_high_cost_calls: SafeInt = 3
+    latest_turn_no: SafeInt = 0
+    latest_snapshot_index: SafeInt = 0
 
 
 def _utc(now: dt.datetime | None) -> dt.datetime:

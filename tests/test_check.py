@@ -250,9 +250,9 @@ DAMAGES: dict[str, DamageCase] = {
     "folder-as-string": _folder_as_string,
     "request-as-hash": _request_as_hash,
     "bad-json": _undecodable("c:lesson_plan", b"{not json", "JSON is malformed"),
-    "bad-version": _undecodable("version", b"abc", "invalid literal for int()"),
-    "bad-time": _undecodable("created_at", b"yesterday", "Invalid isoformat string"),
-    "wrong-owner": _undecodable("user_id", b"mallory", "record names user 'mallory'"),
+    "bad-version": _undecodable("version", b"abc", "version is not an integer"),
+    "bad-time": _undecodable("created_at", b"yesterday", "created_at or updated_at is not"),
+    "wrong-owner": _undecodable("user_id", b"mallory", "names another user than its key"),
 }
 
 
@@ -441,7 +441,8 @@ def test_cli_check_says_what_was_fixed_and_what_was_left(real_server: EmbeddedRe
     assert "keys holding another Redis type than the layout's: found 1, deleted 0, left 1" in out
     assert "records that cannot be decoded: found 1, deleted 0, left 1" in out
     assert out.count("left alone (use --drop-corrupt to delete)") == 2
-    assert f"{record}: a string, not a hash" in out and "yesterday" in out
+    assert f"{record}: a string, not a hash" in out
+    assert f"{keys.session('ada', bad)}: created_at or updated_at is not an ISO-8601 time" in out
     assert f"unknown key {prefix}:stray" in out and "b'" not in out
     assert "3 problem(s) left unrepaired" in err and "--repair --drop-corrupt" in err
 

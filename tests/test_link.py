@@ -131,3 +131,30 @@ def test_a_blackholed_link_stops_the_async_cache_within_the_bound(
 
     with fault_proxy(real_server.url) as proxy:
         assert asyncio.run(main()) <= bound + SLACK
+
+
+def test_the_listener_keeps_up_with_a_flood_of_announcements(real_server: EmbeddedRedis) -> None:
+    """10,000 announcements published as fast as a pipeline goes: the listener takes them in
+    batches (one short wait per wake-up, not one per message), so it neither falls silent past
+    its bound nor falls behind."""
+    import redis
+
+    prefix = f"flood{uuid.uuid4().hex[:6]}"
+    store = SessionStore.from_url(real_server.url, config=StoreConfig(key_prefix=prefix))
+    sid = store.create_session("alice")
+    assert store.get_session(sid, "alice") is not None  # listening, and one entry cached
+    channel = store.keyspace.invalidation_channel()
+    with redis.Redis.from_url(real_server.url) as publisher:
+        pipe = publisher.pipeline(transaction=False)
+        for _ in range(10_000):
+            member = store.keyspace.expiry_member("bob", str(uuid.uuid4()))
+            pipe.publish(channel, f"{member}|{int(time.time() * 1000)}|elsewhere")
+        pipe.execute()
+    deadline = time.monotonic() + 10
+    while store.stats().invalidations_received < 10_000:
+        assert time.monotonic() < deadline, store.stats()
+        time.sleep(0.01)
+    stats = store.stats()
+    assert stats.link_drops == 0 and stats.cache_flushes == 0 and stats.cache_serving
+    assert store.get_session(sid, "alice") is not None and store.stats().cache_hits >= 1
+    store.close()
