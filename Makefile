@@ -41,6 +41,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.layout
 	$(BENCH_VENV)/bin/python -m bench.async_overhead
 	$(BENCH_VENV)/bin/python -m bench.invalidation
+	$(BENCH_VENV)/bin/python -m bench.replay
 	$(BENCH_VENV)/bin/python -m bench.sweep
 	$(BENCH_VENV)/bin/python -m bench.profile
 
