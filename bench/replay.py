@@ -422,10 +422,7 @@ def report(sizes: Sizes, results: Results) -> str:
         "same scripts with both bodies replaced by no-ops (built from "
         "`redis_sessions.scripts.script_source`). Both are measured in the same run, rounds "
         "alternating (order swapped every round); ratios are real / no replay. Default "
-        "StoreConfig (invalidation on, TTL backstop on), realistic context; the bench's store "
-        "listens without the 2 ms pause per announcement (`LISTEN_BATCH = 0`): with it, a store "
-        "writing more than ~500 times a second falls behind its own announcements and empties "
-        "its cache every 2 s (see the comment in bench/replay.py).",
+        "StoreConfig (invalidation on, TTL backstop on), realistic context.",
         "",
         "## 1. Server side: µs per EVALSHA (INFO commandstats)",
         "",
@@ -537,11 +534,6 @@ def run(url: str, sizes: Sizes) -> str:
     prefix = f"brep{uuid.uuid4().hex[:6]}"
     client = redis.Redis.from_url(url)
     store = SessionStore.from_url(url, config=StoreConfig(key_prefix=prefix))
-    # Its listener sleeps LISTEN_BATCH (2 ms) after every announcement, its own included, so it
-    # keeps up with at most ~500 writes/s; this store writes thousands a second, so its PINGs would
-    # come back late, every 2 s the link would be declared silent and the cache emptied, and the
-    # one-field updates would silently turn into whole-context ones. Without the pause it keeps up.
-    store.LISTEN_BATCH = 0
     cache_off = SessionStore.from_url(url, config=StoreConfig(key_prefix=prefix, cache_size=0))
     try:
         scripts = sources()
