@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -243,3 +244,70 @@ def test_replay_keys_expire_with_the_window(
     assert len(keys) == 2  # the create's and the append's
     for key in keys:
         assert 0 < store.client.pttl(key) <= 1500
+
+
+def test_a_timed_out_write_that_lands_late_is_applied_once(faulty: Faulty) -> None:
+    """The other way a reply is lost: the client times out and resends while the first request is
+    still on its way. Redis runs both; the second finds the first's reply."""
+    import threading
+
+    store = faulty.store(socket_timeout=0.15)
+    sid = store.create_session(USER)
+    faulty.proxy.delay(0.1)  # each way: a reply takes 0.2 s, past the client's 0.15 s timeout
+    heal = threading.Timer(0.16, faulty.proxy.delay, (0,))  # the resent request goes at once
+    heal.start()
+    try:
+        assert store.append_message(sid, USER, "user", "slow") == 1
+    finally:
+        heal.join()
+    assert faulty.direct.hkeys(faulty.key("s", sid, "msgs")) == [b"1"]
+    assert faulty.direct.hget(faulty.key("s", sid), "turns") == b"1"
+    # the premise, with no resend: the caller is told of a timeout, yet the write landed
+    once = faulty.store(socket_timeout=0.15, retry=Retry(NoBackoff(), 0))
+    assert once.session_exists(sid, USER)  # connected (and listening) before the delay
+    faulty.proxy.delay(0.1)
+    try:
+        with pytest.raises(StoreUnavailable):
+            once.append_message(sid, USER, "user", "slow again")
+    finally:
+        faulty.proxy.delay(0)
+    deadline = time.monotonic() + 2
+    while faulty.direct.hget(faulty.key("s", sid), "turns") != b"2":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_connections_cut_under_load_lose_and_double_nothing(faulty: Faulty) -> None:
+    """A caller appends 150 messages, each with its own request id, retrying on StoreUnavailable,
+    while every connection is cut every 15 ms: exactly 150 messages, turns 1 to 150 in order."""
+    import threading
+
+    store = faulty.store(retry=Retry(NoBackoff(), 1))
+    sid = store.create_session(USER)
+    stop = threading.Event()
+
+    def cutter() -> None:
+        while not stop.wait(0.015):
+            faulty.proxy.cut_all()
+
+    thread = threading.Thread(target=cutter)
+    thread.start()
+    turns, failures = [], 0
+    try:
+        for n in range(150):
+            while True:
+                try:
+                    turns.append(
+                        store.append_message(sid, USER, "user", f"m{n}", request_id=f"m{n}")
+                    )
+                    break
+                except StoreUnavailable:
+                    failures += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert turns == list(range(1, 151))
+    stored = faulty.direct.hgetall(faulty.key("s", sid, "msgs"))
+    assert sorted(int(k) for k in stored) == list(range(1, 151))
+    assert faulty.direct.hget(faulty.key("s", sid), "turns") == b"150"
+    print(f"\n{failures} StoreUnavailable retried by the caller")
