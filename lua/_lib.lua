@@ -162,3 +162,21 @@ local function replayed(request_key, owner)
   end
   return reply
 end
+
+-- The start of every write to an existing session: the record's metadata (see record_meta) to go
+-- on with, or nil and the reply to return at once: the remembered reply of a resent request,
+-- `missing` when there is no record, or a CORRUPT error when the record is damaged.
+local function begin_write(request_key, this_write, record_key, user_id, missing)
+  local seen = replayed(request_key, this_write)
+  if seen then
+    return nil, seen
+  end
+  local meta, why = record_meta(record_key, user_id)
+  if meta then
+    return meta
+  end
+  if why == '' then
+    return nil, missing
+  end
+  return nil, corrupt(record_key, why)
+end

@@ -29,17 +29,9 @@ local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
 local now_iso, keep, message, snapshot = ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local this_write = 'append ' .. session_id
 
-local seen = replayed(request_key, this_write)
-if seen then
-  return seen
-end
-
-local meta, why = record_meta(record_key, user_id)
+local meta, reply = begin_write(request_key, this_write, record_key, user_id, {0})
 if not meta then
-  if why == '' then
-    return {0}
-  end
-  return corrupt(record_key, why)
+  return reply
 end
 
 -- The message first: a messages (or snapshots) key of another type fails before anything else is

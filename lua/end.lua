@@ -25,17 +25,9 @@ local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, now_iso =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local this_write = 'end ' .. session_id
 
-local seen = replayed(request_key, this_write)
-if seen then
-  return seen
-end
-
-local meta, why = record_meta(record_key, user_id)
+local meta, reply = begin_write(request_key, this_write, record_key, user_id, {})
 if not meta then
-  if why == '' then
-    return {}
-  end
-  return corrupt(record_key, why)
+  return reply
 end
 redis.call('HSETNX', record_key, 'ended_at', now_iso)
 redis.call('HSET', record_key, 'updated_at', now_iso)

@@ -39,17 +39,9 @@ local turn_arg, snapshot_arg, removals = ARGV[11], ARGV[12], tonumber(ARGV[13])
 local first_pair = 14 + removals
 local this_write = 'update ' .. session_id
 
-local seen = replayed(request_key, this_write)
-if seen then
-  return seen
-end
-
-local meta, why = record_meta(record_key, user_id)
+local meta, reply = begin_write(request_key, this_write, record_key, user_id, {0})
 if not meta then
-  if why == '' then
-    return {0}
-  end
-  return corrupt(record_key, why)
+  return reply
 end
 local version, turn, snapshot = meta.version, meta.turn, meta.snapshot
 if expected ~= '' and tonumber(expected) ~= version then

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,32 +14,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redis_sessions import Folder, SessionStore, StoreUnavailable, TutorContext
+from redis_sessions import SessionStore, StoreUnavailable
 from redis_sessions.embedded import EmbeddedRedis, free_port
 
 from .backends import Backend
-
-SID = str(uuid.uuid4())
-CALLS: list[tuple[str, Callable[[SessionStore], Any]]] = [
-    ("create", lambda s: s.create_session("alice")),
-    ("get", lambda s: s.get_session(SID, "alice")),
-    ("get_context", lambda s: s.get_session_context(SID, "alice")),
-    ("get_history", lambda s: s.get_session_context(SID, "alice", history=5)),
-    (
-        "update",
-        lambda s: s.update_session_context(
-            SID, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(SID))
-        ),
-    ),
-    ("exists", lambda s: s.session_exists(SID, "alice")),
-    ("end", lambda s: s.end_session(SID, "alice")),
-    ("delete", lambda s: s.delete_session(SID, "alice")),
-    ("list", lambda s: s.list_user_sessions("alice")),
-    ("append", lambda s: s.append_message(SID, "alice", "user", "hi")),
-    ("messages", lambda s: s.get_messages(SID, "alice")),
-    ("put_folder", lambda s: s.put_folder("alice", Folder(id=SID, name="f"))),
-    ("get_folder", lambda s: s.get_folder_data(SID, "alice")),
-]
+from .operations import CALLS, SID
 
 
 @pytest.mark.parametrize("call", [c for _, c in CALLS], ids=[n for n, _ in CALLS])
