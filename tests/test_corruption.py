@@ -256,3 +256,21 @@ def test_unknown_fields_from_a_newer_schema_are_ignored(store: SessionStore) -> 
     sid, _ = corrupt(store, "alice", **{"c:brand_new_field": b'{"x": 1}', "extra_meta": b"1"})
     ctx = store.get_session_context(sid, "alice")
     assert ctx is not None and ctx.session_goal == realistic_context("alice").session_goal
+
+
+def test_a_record_without_user_id_is_damage_not_absence(
+    store: SessionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    sid = store.create_session("alice")
+    key = store._core.keys.session("alice", sid)
+    store.client.hdel(key, "user_id")
+    store._core.cache.clear()
+    for name, operation in EVERY.items():
+        with pytest.raises(CorruptData) as info:
+            operation(store, sid)
+        assert info.value.key == key, name
+    index = store._core.keys.index("alice")
+    assert store.list_user_sessions("alice") == []
+    assert f"{key}: the record has no user_id" in caplog.text
+    assert store.client.zscore(index, sid) is not None  # a listing removes nothing
+    assert store.delete_session(sid, "alice") is True
