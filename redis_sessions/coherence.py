@@ -88,9 +88,7 @@ class CacheCoherence:
         #: this store's id in its announcements (it ignores its own: its writes keep its cache)
         self.origin = uuid.uuid4().hex[:12]
         #: where writes announce what they changed, as "<channel>|<origin>" ("" : announce nothing)
-        self.channel = (
-            f"{keys.invalidation_channel()}|{self.origin}" if config.invalidation else ""
-        )
+        self.channel = f"{keys.invalidation_channel()}|{self.origin}" if config.invalidation else ""
         # The cache serves and fills only while this is True: with invalidation on, only while the
         # store is subscribed to other processes' writes (see set_listening).
         self.cache_serving = not (config.invalidation and config.cache_size > 0)

@@ -124,4 +124,14 @@ def run_demo(store: SessionStore, echo: Echo) -> None:
     )
     store.delete_session(second, user)
     store.delete_folder(folder_id, user)
-    echo(f"cleaned up after the demo: {describe_user_keys(store, user)[0]}")
+    remaining = [
+        line[2:]
+        for line in describe_user_keys(store, user)
+        if line.startswith("> ") and ":req:" not in line
+    ]
+    window = store.config.replay_window.total_seconds()
+    echo(
+        "cleaned up after the demo: "
+        + (", ".join(remaining) if remaining else "no session, message or folder key left")
+        + f"; the writes' replay keys expire by themselves within {window:.0f} s"
+    )
