@@ -1,12 +1,11 @@
-"""What the sync and the async store share: every public operation, written once, and one driver.
+"""What the sync and the async store share: the state, the driver, and the invalidation listener.
 
-A public operation is an :class:`operation`: a function that builds a core operation (a generator of
-Redis requests, see :mod:`redis_sessions.core`). Looked up on a :class:`~redis_sessions.SessionStore`
-it is a plain method returning the result; on an :class:`~redis_sessions.AsyncSessionStore` it is a
-coroutine function. The driver (:meth:`StoreBase._drive`) is one ``async def``: the async store awaits
-it; the sync store runs the very same coroutine to completion in one step, which works because with a
-sync client nothing in it ever waits (every redis-py call returns its reply, not an awaitable). So no
-I/O code exists twice, and none is generated.
+The public operations are written once, as coroutine methods (``_async_api.py``); the sync ones are
+generated from them (``_sync_api.py``). Each builds a core operation (a generator of Redis requests,
+see :mod:`redis_sessions.core`) and hands it to the driver here (:meth:`StoreBase._drive`), one
+``async def``: the async store awaits it; the sync store runs the very same coroutine to its end in
+one step (``_run``), which works because with a sync client nothing in it ever waits (every redis-py
+call returns its reply, not an awaitable). So no I/O code exists twice.
 """
 
 from __future__ import annotations
@@ -21,28 +20,35 @@ from typing import (
     TYPE_CHECKING,
     Any,
     ClassVar,
-    Concatenate,
-    Generic,
     ParamSpec,
     TypeVar,
-    overload,
 )
 
 import redis.exceptions as rex
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from .config import StoreConfig
-from .core import FolderSource, StoreCore, translate_error
+from .core import FolderSource, StoreCore, StoreStats, translate_error
 from .exceptions import CorruptData, InvalidInput, StoreClosed
 from .keys import KeySpace
-from .requests import Command, LoadFolder, Op, Pipeline, Request, RunScript, ScanBatch, Sleep
+from .records import ValidationResult
+from .requests import (
+    Apply,
+    Command,
+    LoadFolder,
+    Op,
+    Pipeline,
+    Request,
+    RunScript,
+    ScanBatch,
+    Sleep,
+)
 from .scripts import script_sha, script_source
+from .validation import validate_context
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from .aio import AsyncSessionStore
-    from .store import SessionStore
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -58,66 +64,6 @@ DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
     "max_connections": 64,
     "timeout": 5.0,  # seconds a call waits for a free connection before StoreUnavailable
 }
-
-
-class operation(Generic[P, T]):
-    """A public store operation: a StoreCore method (its signature), driven by the store's driver.
-
-    Looked up on a SessionStore it is a method returning the result; on an AsyncSessionStore, a
-    coroutine function. ``doc`` is the public documentation (round trips included).
-    """
-
-    def __init__(
-        self, method: Callable[Concatenate[StoreCore, P], Op[T]], doc: str, *, io: bool = True
-    ) -> None:
-        self.method = method
-        #: False for operations that never talk to Redis (they do not start the listener)
-        self.io = io
-        self.__name__ = method.__name__
-        self.__doc__ = inspect.cleandoc(doc)
-        signature = inspect.signature(method)
-        core, *params = signature.parameters.values()
-        result = signature.return_annotation  # "Op[X]": the store returns X
-        if isinstance(result, str) and result.startswith("Op[") and result.endswith("]"):
-            signature = signature.replace(return_annotation=result[3:-1])
-        #: unbound (``SessionStore.get_session``): (self, ...); bound: (...)
-        self.__signature__ = signature.replace(parameters=[core.replace(name="self"), *params])
-        self.bound_signature = signature.replace(parameters=params)
-
-    def __call__(self, store: StoreBase, *args: P.args, **kwargs: P.kwargs) -> Any:
-        """``SessionStore.get_session(store, ...)``, as with any method."""
-        driven = store._drive(self.method(store._core, *args, **kwargs), io=self.io)
-        return driven if store.is_async else run_to_end(driven)
-
-    @overload
-    def __get__(self, store: None, owner: type) -> operation[P, T]: ...
-    @overload
-    def __get__(self, store: SessionStore, owner: type) -> Callable[P, T]: ...
-    @overload
-    def __get__(
-        self, store: AsyncSessionStore, owner: type
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-    def __get__(self, store: StoreBase | None, owner: type) -> Any:
-        if store is None:
-            return self
-        method, core, io = self.method, store._core, self.io
-        if store.is_async:
-
-            async def bound_async(*args: P.args, **kwargs: P.kwargs) -> T:
-                return await store._drive(method(core, *args, **kwargs), io=io)
-
-            bound: Any = bound_async
-        else:
-
-            def bound_sync(*args: P.args, **kwargs: P.kwargs) -> T:
-                return run_to_end(store._drive(method(core, *args, **kwargs), io=io))
-
-            bound = bound_sync
-        bound.__name__ = bound.__qualname__ = self.__name__
-        bound.__doc__ = self.__doc__
-        bound.__signature__ = self.bound_signature
-        store.__dict__[self.__name__] = bound  # made once per store: later lookups find it there
-        return bound
 
 
 def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -232,6 +178,10 @@ class StoreBase:
 
     # ------------------------------------------------------------------ the driver
 
+    def _run(self, op: Op[T]) -> T:
+        """The sync store's driver: ``_drive`` run to its end in one step (it never waits there)."""
+        return run_to_end(self._drive(op))
+
     async def _drive(self, op: Op[T], *, io: bool = True) -> T:
         """Perform each request ``op`` yields, feed it the reply (or the error), return its result.
 
@@ -292,6 +242,18 @@ class StoreBase:
             return await self._scan(request)
         if isinstance(request, Sleep):
             return await _settle(self._sleep(request.seconds))
+        if isinstance(request, Apply):
+            result = request.fn(request.context)
+            if inspect.isawaitable(result):
+                if not self.is_async:
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise TypeError(
+                        "modify's fn returned an awaitable: a coroutine function needs "
+                        "AsyncSessionStore (SessionStore calls fn and uses what it returns)"
+                    )
+                result = await result
+            return result
         source = self._core.folder_source
         assert source is not None and isinstance(request, LoadFolder)
         return await _settle(source(request.folder_id, request.user_id))
@@ -460,155 +422,18 @@ class StoreBase:
             return (index, int(node_cursor)), list(keys)
         return ((index + 1, 0) if index + 1 < len(primaries) else None), list(keys)
 
-    _execute = operation(StoreCore.execute, "One raw request through the driver (tools, tests).")
+    # ------------------------------------------------------------------ no I/O: plain methods
 
-    # ------------------------------------------------------------------ sessions
-
-    create_session = operation(
-        StoreCore.create_session,
-        """Create a session and return its new id (a random UUID4). One round trip.
-
-        The context starts at the reference defaults merged with ``initial_context`` (a TutorContext
-        or a mapping; its session_id is replaced by the new id). With ``folder_id``, a folder of this
-        user copies its vector_store_id and its knowledge base (as an AnalysisResult) into the
-        context; a missing, foreign or failing folder logs a warning and the session is created
-        without folder data. Raises InvalidInput for a bad user id or context, writing nothing.
-        """,
-    )
-    get_session = operation(
-        StoreCore.get_session,
-        """The session with its metadata and version, or None. One round trip; none on a cache hit.
-
-        A record that cannot be decoded reads as None and is logged with its key.
-        """,
-    )
-    get_session_context = operation(
-        StoreCore.get_session_context,
-        """The session's context, or None. One round trip (none on a cache hit when history=0).
-
-        Fields missing in the stored record take their defaults. With ``history=N`` the last N
-        messages fill ``history`` (``{"role", "content"}``, oldest first) and their whiteboard
-        snapshots fill ``whiteboard_history``, read in the same round trip as the context.
-        """,
-    )
-    update_session_context = operation(
-        StoreCore.update_session_context,
-        """Store ``context`` as the session's context; bump its version and last activity.
-
-        One round trip; two when another process changed the session since this store cached it.
-        With the session cached, only the fields that changed are sent and validated. Only the
-        lean form is stored: ``history`` and ``whiteboard_history`` are never written into the
-        record (keep them with ``append_message``).
-        ``latest_turn_no`` and ``latest_snapshot_index`` are only ever raised, never lowered.
-        Returns False for a missing or foreign session, which is never re-created. With
-        ``expected_version``, raises VersionConflict when the stored version differs.
-        """,
-    )
-    modify = operation(
-        StoreCore.modify,
-        """Read the session, apply ``fn`` to its context, and write it with ``expected_version``,
-        again and again (up to ``retries`` times, after a short random pause) while another writer
-        gets there first. Returns the context written. ``fn`` may change the context in place or
-        return a new one; it may run more than once, so it must not have other effects. Raises
-        SessionNotFound for a missing (or deleted meanwhile) session, VersionConflict when the
-        retries run out. Two round trips per attempt (none for the first read on a cache hit).
-        """,
-    )
-    session_exists = operation(
-        StoreCore.session_exists,
-        "Whether the session exists for this user. One round trip; none on a cache hit.",
-    )
-    end_session = operation(
-        StoreCore.end_session,
-        "Record ``ended_at`` (the first end time is kept). False if missing. One round trip.",
-    )
-    delete_session = operation(
-        StoreCore.delete_session,
-        """Delete the session with its messages, snapshots, index and expiry entries, atomically
-        (one Lua script, one round trip). Returns whether the record existed.""",
-    )
-    list_user_sessions = operation(
-        StoreCore.list_user_sessions,
-        """The user's sessions, most recent activity first; ``limit`` is capped at 100.
-
-        One round trip. Index entries whose record is gone are pruned, never returned.
-        """,
-    )
-
-    # ------------------------------------------------------------------ messages
-
-    append_message = operation(
-        StoreCore.append_message,
-        """Append a message and return its turn number (allocated atomically). One round trip.
-
-        With ``whiteboard_actions`` a snapshot is stored whose index is that turn number. At most
-        ``StoreConfig.max_messages`` are kept (the oldest, with their snapshots, are trimmed).
-        Raises SessionNotFound for a missing or foreign session.
-        """,
-    )
-    get_messages = operation(
-        StoreCore.get_messages,
-        "The last ``limit`` messages, oldest first ([] for a missing session). One round trip.",
-    )
-
-    # ------------------------------------------------------------------ folders
-
-    put_folder = operation(
-        StoreCore.put_folder,
-        "Create or replace a folder of the user; returns it as stored. One round trip.",
-    )
-    get_folder_data = operation(
-        StoreCore.get_folder_data,
-        """The folder if this user owns it, else None. One round trip (none with a folder source,
-        which is asked instead).""",
-    )
-    delete_folder = operation(
-        StoreCore.delete_folder,
-        "Delete a folder of the user (sessions keep what they copied). One round trip.",
-    )
-
-    # ------------------------------------------------------------------ maintenance
-
-    cleanup_expired_sessions = operation(
-        StoreCore.cleanup_expired_sessions,
-        """Delete every session idle longer than ``max_age`` (default ``StoreConfig.max_age``;
-        ended sessions: ``StoreConfig.ended_max_age`` when set), with the same cascade as
-        ``delete_session``, atomically per session, and evict them from this store's cache.
-
-        ``now`` is the clock's time when omitted. Each candidate's activity is checked again inside
-        the deleting script, so a session touched after it was picked is kept. Safe to run from
-        several processes at once, idempotent, and a sweep killed at any point leaves nothing
-        half-deleted. Round trips: 2 x 16384 / 512 = 64 pipelined reads of the per-slot expiry
-        indexes, plus one script per slot that holds expired sessions (per ``batch_size`` of them).
-        ``dry_run`` finds and counts without deleting. ``progress(done, total)`` is told of each
-        batch of slots.
-        """,
-    )
-    check = operation(
-        StoreCore.check,
-        """Scan the whole store (SCAN in batches of about ``count`` keys) for inconsistencies:
-        records without index or expiry entries, index or expiry entries without records, messages
-        or snapshots without records; and for damage: keys holding another Redis type than the
-        layout's, records that cannot be decoded. Each one is confirmed atomically before it is
-        reported. ``repair`` fixes the inconsistencies and leaves damage alone; with
-        ``drop_corrupt`` too it deletes the damage (a record with its whole session). Round trips
-        grow with the number of keys (about 2 per batch).""",
-    )
-
-    # ------------------------------------------------------------------ no I/O
-
-    validate_session_context = operation(
-        StoreCore.validate_session_context,
+    def validate_session_context(self, data: object) -> ValidationResult:
         """Validate a context (JSON bytes or str, a mapping, or a TutorContext); no round trip.
 
-        Reports every problem with its path (``$.user_model_state...``) and returns the
-        normalized context when valid.
-        """,
-        io=False,
-    )
-    stats = operation(
-        StoreCore.stats,
-        """Cache hits, misses, hit rate, size, undecodable records seen, invalidations received,
-        cache flushes, and whether the cache is in use. No round trip.""",
-        io=False,
-    )
+        Reports every problem with its path (``$.user_model_state...``), the same errors a write
+        would raise, and returns the normalized context when valid.
+        """
+        return validate_context(data, max_bytes=self.config.max_context_bytes)
+
+    def stats(self) -> StoreStats:
+        """Counters of this store since it was made: cache hits, misses, hit rate, size, corrupt
+        data met, invalidations received, cache flushes, link drops, and whether the cache is in
+        use. No round trip."""
+        return self._core.current_stats()

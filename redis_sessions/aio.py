@@ -1,8 +1,8 @@
 """The asyncio store, on ``redis.asyncio`` (``Redis`` or ``cluster.RedisCluster``).
 
 Every operation of :class:`~redis_sessions.SessionStore` is here under the same name and signature,
-as a coroutine function, built from the very same definitions (see ``_shell``): the two stores differ
-only in the client they hold. The in-process cache never blocks the event loop: it does no I/O, and
+as a coroutine method (``_async_api``, from which the sync ones are generated): the two stores differ
+only in the client they hold and how their listener runs (a task here). The in-process cache never blocks the event loop: it does no I/O, and
 its lock guards a few dict operations (the periodic purge of expired entries walks at most
 ``cache_size`` entries).
 """
@@ -18,10 +18,10 @@ from typing import Any
 import redis.asyncio
 from redis.asyncio.retry import Retry
 
-from ._shell import StoreBase
+from ._async_api import _AsyncAPI
 
 
-class AsyncSessionStore(StoreBase):
+class AsyncSessionStore(_AsyncAPI):
     """Sessions of a tutoring backend in Redis, for asyncio apps. Safe to share across tasks.
 
     Cancelling an operation leaves no partial session: every write is one atomic script, either

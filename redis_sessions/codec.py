@@ -406,9 +406,9 @@ def _meta(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> dict[
         folder = fields.get(b"folder_id")
         ended = fields.get(b"ended_at")
         return {
-            "session_id": session_id,
+            "session_id": uuid.UUID(session_id),
             "user_id": user_id,
-            "folder_id": folder.decode() if folder is not None else None,
+            "folder_id": uuid.UUID(folder.decode()) if folder is not None else None,
             "created_at": parse_time(fields[b"created_at"]),
             "updated_at": parse_time(fields[b"updated_at"]),
             "ended_at": parse_time(ended) if ended is not None else None,
@@ -548,7 +548,7 @@ def folder_fields(folder: Folder, user_id: str, now: dt.datetime) -> list[tuple[
 
     analysis = analysis_from_folder(folder)
     pairs: list[tuple[str, str | bytes]] = [
-        ("id", folder.id),
+        ("id", str(folder.id)),
         ("user_id", user_id),
         ("name", folder.name),
         ("knowledge_base", folder.knowledge_base),
@@ -568,7 +568,7 @@ def folder_from_fields(fields: Mapping[bytes, bytes], user_id: str, folder_id: s
             raise CorruptRecord("folder belongs to another user")
         vector = fields.get(b"vector_store_id")
         return Folder(
-            id=folder_id,
+            id=uuid.UUID(folder_id),
             name=fields[b"name"].decode(),
             vector_store_id=vector.decode() if vector is not None else None,
             knowledge_base=fields.get(b"knowledge_base", b"").decode(),

@@ -38,7 +38,7 @@ from .folders import analysis_from_folder
 from .keys import KeySpace, check_request_id, check_user_id, check_uuid
 from .models import MAX_SAFE_INT, TutorContext
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
-from .requests import Arg, Command, LoadFolder, Op, Request, RunScript, Sleep, T
+from .requests import Apply, Arg, Command, LoadFolder, Op, Request, RunScript, Sleep, T
 from .scripts import ScriptName
 from .validation import validate_context
 
@@ -50,6 +50,12 @@ logger = logging.getLogger("redis_sessions")
 FolderSource = Callable[[str, str], "Folder | Awaitable[Folder | None] | None"]
 
 MAX_LIST_LIMIT: Final = 100
+
+#: ``modify``'s function: changes the context in place and returns None, or returns a new
+#: TutorContext. On the async store it may also be a coroutine function (AsyncModifyFn).
+ModifyFn = Callable[[TutorContext], "TutorContext | None"]
+#: (an async store awaits what it returns; the sync store refuses an awaitable)
+AsyncModifyFn = Callable[[TutorContext], "Awaitable[TutorContext | None] | TutorContext | None"]
 
 
 class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -265,7 +271,7 @@ class StoreCore(CacheCoherence):
         initial_context: TutorContext | Mapping[str, Any] | None = None,
         *,
         request_id: str | None = None,
-    ) -> Op[str]:
+    ) -> Op[uuid.UUID]:
         uid = check_user_id(user_id)
         request_key = self.request_key(uid, request_id)
         context = self._initial_context(uid, initial_context)
@@ -317,7 +323,7 @@ class StoreCore(CacheCoherence):
                 if status == "missing"
                 else "not loadable (malformed analysis)",
             )
-        return sid
+        return uuid.UUID(sid)
 
     def _initial_context(
         self, user_id: str, initial: TutorContext | Mapping[str, Any] | None
@@ -475,7 +481,7 @@ class StoreCore(CacheCoherence):
         self,
         session_id: str | uuid.UUID,
         user_id: str,
-        fn: Callable[[TutorContext], TutorContext | None],
+        fn: AsyncModifyFn,
         *,
         retries: int = 10,
     ) -> Op[TutorContext]:
@@ -487,8 +493,16 @@ class StoreCore(CacheCoherence):
             if record is None:
                 raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
             session = self._session(record, uid, sid)
-            returned = fn(session.context)
-            context = session.context if returned is None else returned
+            returned = yield Apply(fn, session.context)
+            if returned is None:
+                context = session.context
+            elif isinstance(returned, TutorContext):
+                context = returned
+            else:
+                raise TypeError(
+                    "modify's fn must change the context in place and return None, or return a "
+                    f"TutorContext; it returned {type(returned).__name__} (nothing was written)"
+                )
             try:
                 written = yield from self.update_session_context(
                     sid, uid, context, expected_version=session.version
@@ -651,7 +665,7 @@ class StoreCore(CacheCoherence):
         if not isinstance(folder.name, str) or not isinstance(folder.knowledge_base, str):
             raise InvalidInput("folder name and knowledge_base must be str")
         now = self.now()
-        pairs = codec.folder_fields(folder, uid, now)
+        pairs = codec.folder_fields(msgspec.structs.replace(folder, id=fid), uid, now)
         size = sum(len(v) for _, v in pairs)
         if size > self.config.max_context_bytes // 2:
             raise InvalidInput(
@@ -662,7 +676,7 @@ class StoreCore(CacheCoherence):
             ScriptName.PUT_FOLDER, [self.keys.folder(uid, fid)], codec.flatten(pairs)
         )
         return msgspec.structs.replace(
-            folder, id=fid, created_at=codec.parse_time(created), updated_at=now
+            folder, id=uuid.UUID(fid), created_at=codec.parse_time(created), updated_at=now
         )
 
     def get_folder_data(self, folder_id: str | uuid.UUID, user_id: str) -> Op[Folder | None]:

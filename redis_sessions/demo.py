@@ -28,7 +28,7 @@ def run_demo(store: SessionStore, echo: Echo) -> None:
     from .cli import describe_user_keys
 
     user = f"demo-{uuid.uuid4().hex[:8]}@example.com"
-    folder_id = str(uuid.uuid4())
+    folder_id = uuid.uuid4()
 
     echo(f"== 1. A folder of course material for user {user}")
     folder = store.put_folder(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any, Literal
 
 import msgspec
@@ -18,9 +19,9 @@ class _SessionMeta(msgspec.Struct, frozen=True, kw_only=True):
     """What every view of a session carries: ids, timestamps and the optimistic-concurrency
     ``version``."""
 
-    session_id: str
+    session_id: uuid.UUID
     user_id: str
-    folder_id: str | None
+    folder_id: uuid.UUID | None
     created_at: dt.datetime
     updated_at: dt.datetime
     ended_at: dt.datetime | None
@@ -55,9 +56,10 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Folder(msgspec.Struct, frozen=True, kw_only=True):
-    """A user's folder of material. ``put_folder`` fills in the timestamps it is given as None."""
+    """A user's folder of material. ``put_folder`` fills in the timestamps it is given as None.
+    Its id is a UUID (``put_folder`` also takes its canonical text)."""
 
-    id: str
+    id: uuid.UUID
     name: str
     vector_store_id: str | None = None
     knowledge_base: str = ""

@@ -7,7 +7,7 @@ sends the reply back in. The sync and async stores differ only in how they perfo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from .scripts import ScriptName
@@ -67,11 +67,21 @@ class LoadFolder:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Apply:
+    """Call the application's function on a context (``modify``'s ``fn``); the reply is what it
+    returned, awaited first when the store is async and it returned an awaitable. What it raises
+    goes to the caller as it is."""
+
+    fn: Callable[[Any], Any]
+    context: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Sleep:
     """Wait before trying again (time.sleep in the sync store, asyncio.sleep in the async one)."""
 
     seconds: float
 
 
-Request = Command | RunScript | Pipeline | ScanBatch | LoadFolder | Sleep
+Request = Command | RunScript | Pipeline | ScanBatch | LoadFolder | Apply | Sleep
 Op = Generator[Request, Any, T]

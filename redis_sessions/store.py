@@ -11,16 +11,18 @@ from typing import Any
 import redis
 from redis.retry import Retry
 
-from ._shell import StoreBase, run_to_end
+from ._shell import run_to_end
+from ._sync_api import _SyncAPI
 
 
-class SessionStore(StoreBase):
+class SessionStore(_SyncAPI):
     """Sessions of a tutoring backend in Redis. Thread-safe; one instance per process is enough.
 
     Every call is scoped by (session_id, user_id): another user's session behaves exactly like a
     missing one. Each method says how many round trips to Redis it costs; a cache hit costs none.
     Redis being unreachable raises StoreUnavailable, never reads as "not found".
-    The operations are those of ``StoreBase``; this class only picks the sync redis-py client.
+    Its operations are generated from the async store's (``_sync_api``); this class only picks
+    the sync redis-py client and how the listener runs (a thread).
     """
 
     is_async = False

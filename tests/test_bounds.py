@@ -15,7 +15,7 @@ from .conftest import StoreFactory
 
 
 def context(sid: str, **fields: object) -> TutorContext:
-    return TutorContext(user_id="alice", session_id=uuid.UUID(sid), **fields)  # type: ignore[arg-type]
+    return TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("value", [MAX_SAFE_INT + 1, 2**70, -MAX_SAFE_INT - 1])

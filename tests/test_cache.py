@@ -137,7 +137,7 @@ def test_writes_patch_the_cached_record_exactly(store: SessionStore, write: str)
         assert ctx is not None
         ctx.state = "s2"
         store.update_session_context(sid, "alice", ctx)
-    cached = store._core.cache.peek(("alice", sid))
+    cached = store._core.cache.peek(("alice", str(sid)))
     assert cached is not None
     assert cached == store.client.hgetall(store._core.keys.session("alice", sid))
 
@@ -166,7 +166,7 @@ def test_interleaved_writes_never_leave_a_stale_cache_entry(
     with pytest.raises(StopIteration):  # A's change was against version 1: it is sent whole
         while True:
             request = op.send(store._execute(request))
-    cached = store._core.cache.peek(("alice", sid))
+    cached = store._core.cache.peek(("alice", str(sid)))
     assert cached is None or cached == store.client.hgetall(store._core.keys.session("alice", sid))
     session = store.get_session(sid, "alice")
     assert session is not None and session.context.state == "from A"
@@ -177,7 +177,7 @@ def test_interleaved_writes_never_leave_a_stale_cache_entry(
 def test_a_read_that_saw_redis_before_a_write_never_fills_the_cache(store: SessionStore) -> None:
     sid = store.create_session("alice", initial_context={"session_goal": "old"})
     store._core.cache.clear()
-    ctx = TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="new")
+    ctx = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="new")
     write = store._core.update_session_context(sid, "alice", ctx)
     write_request = next(write)  # the write has begun
     read = store._core.get_session(sid, "alice")
@@ -188,6 +188,6 @@ def test_a_read_that_saw_redis_before_a_write_never_fills_the_cache(store: Sessi
     with pytest.raises(StopIteration) as done:
         read.send(stale_reply)
     assert done.value.value.context.session_goal == "old"  # what it saw, returned as such
-    assert store._core.cache.peek(("alice", sid)) is None
+    assert store._core.cache.peek(("alice", str(sid))) is None
     again = store.get_session_context(sid, "alice")
     assert again is not None and again.session_goal == "new"

@@ -25,7 +25,7 @@ from .conftest import Clock, data_keys
 
 
 def make(store: SessionStore, user: str) -> str:
-    sid = store.create_session(user)
+    sid = str(store.create_session(user))
     role, text, actions = chat_turn(2)
     store.append_message(sid, user, role, text, whiteboard_actions=actions)
     return sid
@@ -62,7 +62,7 @@ def test_every_kind_of_problem_is_found_and_repaired(store: SessionStore) -> Non
     assert (
         again.problems == {} and again.unknown_keys == 1
     )  # unknown keys are reported, not touched
-    assert {r.session_id for r in store.list_user_sessions("alice")} == {
+    assert {str(r.session_id) for r in store.list_user_sessions("alice")} == {
         unindexed,
         no_expiry,
         healthy,
@@ -308,7 +308,7 @@ def test_damage_is_reported_left_alone_by_repair_and_dropped(
     assert raw_state(store, "alice", healthy) == before["alice"]  # scores as they were
     assert raw_state(store, "bob", unindexed) == before["bob"]
     assert store.get_session(healthy, "alice") is not None
-    assert healthy in {r.session_id for r in store.list_user_sessions("alice")}
+    assert healthy in {str(r.session_id) for r in store.list_user_sessions("alice")}
 
     again = store.check()
     assert again.problems == {} and again.unknown_keys == 0
@@ -362,8 +362,8 @@ def test_damage_in_the_way_of_repairs_is_dropped_first_and_they_follow(
     }
     assert set(dropped.problems) & remains and dropped.unrepaired == 0
     assert store.check().problems == {}
-    assert {r.session_id for r in store.list_user_sessions("alice")} == set(alice[1:])
-    assert {r.session_id for r in store.list_user_sessions("carol")} == {carol[1]}
+    assert {str(r.session_id) for r in store.list_user_sessions("alice")} == set(alice[1:])
+    assert {str(r.session_id) for r in store.list_user_sessions("carol")} == {carol[1]}
     assert not list(store.client.scan_iter(match=f"{store.config.key_prefix}:*{carol[0]}*"))
 
 
@@ -466,6 +466,6 @@ def test_cli_check_says_what_was_fixed_and_what_was_left(real_server: EmbeddedRe
     code, out, err = cli_check(real_server.url, prefix)
     assert code == 0 and out.endswith("consistent\n")
     assert "keys under the prefix that the store does not write: 1" in out  # never touched
-    assert {r.session_id for r in store.list_user_sessions("ada")} == {healthy, unindexed}
+    assert {str(r.session_id) for r in store.list_user_sessions("ada")} == {healthy, unindexed}
     store.client.delete(*store.client.scan_iter(match=f"{prefix}:*"))
     store.close()

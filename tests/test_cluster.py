@@ -99,7 +99,7 @@ def test_store_runs_on_redis_cluster(cluster: RedisCluster) -> None:
         assert store.get_session(sid, "someone-else") is None
         assert store.delete_session(sid, user)
         assert store.get_session(sid, user) is None
-        missing = TutorContext(user_id=user, session_id=uuid.UUID(sid))
+        missing = TutorContext(user_id=user, session_id=uuid.UUID(str(sid)))
         assert store.update_session_context(sid, user, missing) is False
     assert data_keys(cluster, store.config.key_prefix) == set()
     store.close()
@@ -133,7 +133,7 @@ def test_sweep_and_check_on_redis_cluster(cluster: RedisCluster) -> None:
     leftover = [
         k
         for k in cluster.scan_iter(match=f"{store.config.key_prefix}:*")
-        if any(sid.encode() in k for sid in old.values())
+        if any(str(sid).encode() in k for sid in old.values())
     ]
     assert leftover == []
     store.close()

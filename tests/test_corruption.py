@@ -24,7 +24,7 @@ from redis_sessions.samples import realistic_context
 
 
 def corrupt(store: SessionStore, user: str, **fields: bytes) -> tuple[str, str]:
-    sid = store.create_session(user, initial_context=realistic_context(user))
+    sid = str(store.create_session(user, initial_context=realistic_context(user)))
     key = store._core.keys.session(user, sid)
     store.client.hset(key, mapping=fields)  # type: ignore[arg-type]
     store._core.cache.clear()
@@ -55,7 +55,7 @@ OTHERS: dict[str, Callable[[SessionStore, str], Any]] = {
     "append_message": lambda s, sid: s.append_message(sid, "alice", "user", "hi"),
     "end_session": lambda s, sid: s.end_session(sid, "alice"),
     "update": lambda s, sid: s.update_session_context(
-        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)))
     ),
 }
 METADATA_READS: dict[str, Callable[[SessionStore, str], Any]] = {
@@ -104,7 +104,7 @@ def test_a_session_with_a_damaged_context_still_exists_and_a_whole_update_replac
     assert store.session_exists(sid, "alice") is True
     assert store.append_message(sid, "alice", "user", "hi") == 1
     assert store.end_session(sid, "alice") is True
-    fresh = TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="again")
+    fresh = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="again")
     assert store.update_session_context(sid, "alice", fresh) is True
     ctx = store.get_session_context(sid, "alice")
     assert ctx is not None and ctx.session_goal == "again"
@@ -261,7 +261,7 @@ def test_unknown_fields_from_a_newer_schema_are_ignored(store: SessionStore) -> 
 def test_a_record_without_user_id_is_damage_not_absence(
     store: SessionStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sid = store.create_session("alice")
+    sid = str(store.create_session("alice"))
     key = store._core.keys.session("alice", sid)
     store.client.hdel(key, "user_id")
     store._core.cache.clear()

@@ -108,7 +108,7 @@ def test_create_whose_reply_is_lost_makes_one_session(faulty: Faulty) -> None:
     faulty.drop_reply(ScriptName.CREATE)
     sid = store.create_session(USER, initial_context={"session_goal": "one"})
     assert faulty.proxy.dropped == 1
-    assert faulty.direct.zrange(faulty.key("idx"), 0, -1) == [sid.encode()]
+    assert faulty.direct.zrange(faulty.key("idx"), 0, -1) == [str(sid).encode()]
     records = [
         k
         for k in faulty.direct.scan_iter(match=faulty.key("s", "*"))
@@ -124,7 +124,7 @@ def test_versioned_update_whose_reply_is_lost_does_not_conflict_with_itself(
 ) -> None:
     store = faulty.store()
     sid = store.create_session(USER)
-    ctx = TutorContext(user_id=USER, session_id=uuid.UUID(sid), session_goal="two")
+    ctx = TutorContext(user_id=USER, session_id=uuid.UUID(str(sid)), session_goal="two")
     faulty.drop_reply(ScriptName.UPDATE)
     assert store.update_session_context(sid, USER, ctx, expected_version=1) is True
     assert faulty.proxy.dropped == 1
@@ -206,7 +206,7 @@ def test_a_request_id_replays_its_own_write(
     assert store.append_message(sid, USER, "user", "a", request_id="m1") == 1
     assert store.append_message(sid, USER, "user", "a", request_id="m1") == 1
     assert len(store.get_messages(sid, USER)) == 1
-    ctx = TutorContext(user_id=USER, session_id=uuid.UUID(sid), session_goal="g")
+    ctx = TutorContext(user_id=USER, session_id=uuid.UUID(str(sid)), session_goal="g")
     assert store.update_session_context(sid, USER, ctx, expected_version=1, request_id="u1")
     assert store.update_session_context(sid, USER, ctx, expected_version=1, request_id="u1")
     session = store.get_session(sid, USER)

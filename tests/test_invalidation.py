@@ -53,7 +53,7 @@ def test_another_stores_write_evicts_my_cached_entry(store_factory: StoreFactory
     sid = a.create_session("alice", initial_context={"session_goal": "v1"})
     assert goal(b, sid) == "v1" and goal(b, sid) == "v1"
     assert b.stats().cache_hits >= 1  # b serves it from memory ...
-    ctx = TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="v2")
+    ctx = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="v2")
     assert a.update_session_context(sid, "alice", ctx)
     eventually(lambda: goal(b, sid), "v2")  # ... until a's write is announced
     a.delete_session(sid, "alice")
@@ -70,7 +70,9 @@ def test_without_invalidation_the_cache_would_serve_stale_data(store_factory: St
     sid = a.create_session("alice", initial_context={"session_goal": "v1"})
     assert goal(b, sid) == "v1"
     a.update_session_context(
-        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="v2")
+        sid,
+        "alice",
+        TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="v2"),
     )
     time.sleep(0.1)
     assert goal(b, sid) == "v1"
@@ -93,7 +95,7 @@ WRITER = textwrap.dedent("""
     store = SessionStore.from_url(url, config=StoreConfig(key_prefix=prefix, cache_size=0))
     for line in sys.stdin:
         value = line.strip()
-        ctx = TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal=value)
+        ctx = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal=value)
         store.update_session_context(sid, "alice", ctx)
         print("done", value, flush=True)  # only after the write returned
 """)
@@ -146,12 +148,16 @@ def test_a_dropped_listener_never_means_a_stale_read(real_server: EmbeddedRedis)
             admin.client_kill_filter(_id=client["id"])
     eventually(lambda: b.stats().cache_flushes, 1)  # b notices and empties its cache
     a.update_session_context(
-        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="v2")
+        sid,
+        "alice",
+        TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="v2"),
     )
     assert goal(b, sid) == "v2"  # whether b is listening again yet or not
     eventually(lambda: b.stats().cache_serving, True)  # and it resubscribes by itself
     a.update_session_context(
-        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="v3")
+        sid,
+        "alice",
+        TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="v3"),
     )
     eventually(lambda: goal(b, sid), "v3")
     admin.close()
@@ -318,7 +324,7 @@ def race_delete_with_updates(stores: list[SessionStore], sid: str) -> list[bool]
     """stores[0] deletes the session while the others update it; the updates' results."""
     results: list[bool] = []
     start = threading.Barrier(len(stores))
-    ctx = TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="again")
+    ctx = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="again")
 
     def update(store: SessionStore) -> None:
         start.wait()
@@ -352,7 +358,7 @@ def test_an_update_racing_a_delete_never_brings_the_session_back(
         results = race_delete_with_updates(stores, sid)
         assert results.count(False) > 0  # updates did come after the delete ...
         leftovers = [
-            k for k in stores[0].client.scan_iter(match=f"{prefix}:*") if sid.encode() in k
+            k for k in stores[0].client.scan_iter(match=f"{prefix}:*") if str(sid).encode() in k
         ]
         assert leftovers == []  # ... and brought nothing back
         for store in stores:
@@ -403,7 +409,7 @@ def test_a_dropped_listener_never_means_a_stale_read_async(real_server: Embedded
             return (await b.stats()).cache_flushes
 
         await until(flushes, 1)
-        ctx = TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal="v2")
+        ctx = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="v2")
         await a.update_session_context(sid, "alice", ctx)
         assert await goal_of(b) == "v2"
 

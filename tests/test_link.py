@@ -24,7 +24,7 @@ def listening(conn: ProxiedConnection) -> bool:
 
 
 def context(sid: str, goal: str) -> TutorContext:
-    return TutorContext(user_id="alice", session_id=uuid.UUID(sid), session_goal=goal)
+    return TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal=goal)
 
 
 def stale_for(read: Any, want: str, within: float) -> float:

@@ -64,7 +64,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(target=sessions, user=st.sampled_from(USERS), goal=st.none() | st.text(max_size=20))
     def create(self, user: str, goal: str | None) -> str:
         now = self.tick()
-        sid = self.store.create_session(user, initial_context={"session_goal": goal})
+        sid = str(self.store.create_session(user, initial_context={"session_goal": goal}))
         self.model[sid] = ModelSession(user=user, goal=goal, activity=now)
         return sid
 
@@ -73,7 +73,7 @@ class StoreMachine(RuleBasedStateMachine):
         now = self.tick()
         session = self.model.get(sid)
         user = session.user if session else "alice"
-        ctx = TutorContext(user_id=user, session_id=uuid.UUID(sid), session_goal=goal)
+        ctx = TutorContext(user_id=user, session_id=uuid.UUID(str(sid)), session_goal=goal)
         expected = session.version if (session and use_version) else None
         ok = self.store.update_session_context(sid, user, ctx, expected_version=expected)
         assert ok == (session is not None)
@@ -86,7 +86,7 @@ class StoreMachine(RuleBasedStateMachine):
         session = self.model.get(sid)
         if session is not None and session.user == other:
             return
-        ctx = TutorContext(user_id=other, session_id=uuid.UUID(sid), session_goal="stolen")
+        ctx = TutorContext(user_id=other, session_id=uuid.UUID(str(sid)), session_goal="stolen")
         assert self.store.update_session_context(sid, other, ctx) is False
         assert self.store.end_session(sid, other) is False
         assert self.store.delete_session(sid, other) is False
@@ -144,7 +144,7 @@ class StoreMachine(RuleBasedStateMachine):
         )
         expected = [sid for _, sid in mine][offset : offset + limit]
         assert [
-            r.session_id for r in self.store.list_user_sessions(user, limit, offset)
+            str(r.session_id) for r in self.store.list_user_sessions(user, limit, offset)
         ] == expected
 
     @invariant()

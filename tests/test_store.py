@@ -31,10 +31,10 @@ def raw_keys(store: SessionStore) -> set[bytes]:
 
 def test_create_gives_a_uuid4_and_the_reference_defaults(store: SessionStore, clock: Clock) -> None:
     sid = store.create_session("alice")
-    assert uuid.UUID(sid).version == 4 and str(uuid.UUID(sid)) == sid
+    assert isinstance(sid, uuid.UUID) and sid.version == 4
     session = store.get_session(sid, "alice")
     assert session is not None
-    expected = TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+    expected = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)))
     assert session.context == expected
     assert session.version == 1
     assert session.created_at == session.updated_at == clock.now
@@ -55,7 +55,7 @@ def test_initial_context_as_struct_keeps_every_field(store: SessionStore) -> Non
     original = realistic_context("alice")
     sid = store.create_session("alice", initial_context=original)
     ctx = store.get_session_context(sid, "alice")
-    assert ctx == msgspec.structs.replace(original, session_id=uuid.UUID(sid))
+    assert ctx == msgspec.structs.replace(original, session_id=uuid.UUID(str(sid)))
 
 
 def test_initial_context_of_another_user_is_refused(store: SessionStore) -> None:
@@ -88,7 +88,7 @@ def test_fields_missing_in_the_record_take_defaults(store: SessionStore) -> None
 def test_another_users_session_is_missing_for_every_call(store: SessionStore) -> None:
     sid = store.create_session("alice", initial_context={"session_goal": "secret"})
     store.append_message(sid, "alice", "user", "hello")
-    mallory_ctx = TutorContext(user_id="mallory", session_id=uuid.UUID(sid))
+    mallory_ctx = TutorContext(user_id="mallory", session_id=uuid.UUID(str(sid)))
     assert store.get_session(sid, "mallory") is None
     assert store.get_session_context(sid, "mallory", history=5) is None
     assert store.session_exists(sid, "mallory") is False
@@ -136,13 +136,13 @@ def test_update_stores_lean_context_and_bumps_version(store: SessionStore, clock
 def test_update_back_to_defaults_removes_fields(store: SessionStore) -> None:
     sid = store.create_session("alice", initial_context={"session_goal": "g", "state": "s"})
     assert store.update_session_context(
-        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)))
     )
     fields = store.client.hgetall(store._core.keys.session("alice", sid))
     assert not [k for k in fields if k.startswith(b"c:")]
     store._core.cache.clear()
     assert store.get_session_context(sid, "alice") == TutorContext(
-        user_id="alice", session_id=uuid.UUID(sid)
+        user_id="alice", session_id=uuid.UUID(str(sid))
     )
 
 
@@ -150,7 +150,7 @@ def test_update_of_missing_or_deleted_session_never_recreates(store: SessionStor
     sid = str(uuid.uuid4())
     assert (
         store.update_session_context(
-            sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+            sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)))
         )
         is False
     )
@@ -242,10 +242,10 @@ def test_delete_cascades_and_leaves_nothing(store: SessionStore) -> None:
     before = raw_keys(store)
     assert store.delete_session(sid, "alice") is True
     after = raw_keys(store)
-    assert not [k for k in after if sid.encode() in k]
-    assert before - after == {k for k in before if sid.encode() in k}
+    assert not [k for k in after if str(sid).encode() in k]
+    assert before - after == {k for k in before if str(sid).encode() in k}
     index = store.client.zrange(store._core.keys.index("alice"), 0, -1)
-    assert index == [keep.encode()]
+    assert index == [str(keep).encode()]
     assert store.get_session(sid, "alice") is None
     assert store.delete_session(sid, "alice") is False
     assert [m.text for m in store.get_messages(keep, "alice")] == ["kept"]
@@ -417,7 +417,7 @@ def test_session_from_folder_copies_vector_store_and_analysis(store: SessionStor
     assert store.get_folder_data(folder_id, "alice") == stored
     sid = store.create_session("alice", folder_id=folder_id)
     session = store.get_session(sid, "alice")
-    assert session is not None and session.folder_id == folder_id
+    assert session is not None and session.folder_id == uuid.UUID(str(folder_id))
     ctx = session.context
     assert str(ctx.folder_id) == folder_id and ctx.vector_store_id == "vs_123"
     assert ctx.analysis_result is not None

@@ -40,7 +40,7 @@ def test_idle_sessions_go_with_everything_that_belongs_to_them(
     assert (report.scanned, report.deleted, report.kept) == (1, 1, 0)
     assert report.max_age == 30 * DAY and report.now == clock.now
     assert store.get_session(old, "alice") is None  # evicted from the cache too
-    assert not [k for k in keys_of(store) if old.encode() in k]
+    assert not [k for k in keys_of(store) if str(old).encode() in k]
     assert store.get_session(fresh, "alice") is not None
     assert [r.session_id for r in store.list_user_sessions("alice")] == [fresh]
     live, _ = store.keyspace.expiry("alice")
@@ -53,7 +53,7 @@ def test_every_write_slides_the_expiry(store: SessionStore, clock: Clock, write:
     clock.advance(days=25)
     if write == "update":
         store.update_session_context(
-            sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+            sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)))
         )
     elif write == "append":
         store.append_message(sid, "alice", "user", "still here")
@@ -189,7 +189,7 @@ def test_ttl_backstop_rides_every_write(store: SessionStore) -> None:
         assert horizon - 60_000 < store.client.pttl(key) <= horizon
     store.client.persist(messages)
     store.update_session_context(
-        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(sid))
+        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)))
     )
     assert store.client.pttl(messages) > 0  # an update refreshes the messages' TTL too
 

@@ -36,7 +36,7 @@ def update_args(request: object) -> dict[str, object]:
 def stored_context(store: SessionStore, sid: str) -> TutorContext:
     """The context as Redis holds it, decoded past every cache."""
     record = store.client.hgetall(store.keyspace.session(USER, sid))
-    return codec.session_from_fields(record, USER, sid).context
+    return codec.session_from_fields(record, USER, str(sid)).context
 
 
 def test_a_cached_session_is_updated_with_only_what_changed(store: SessionStore) -> None:
