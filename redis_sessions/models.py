@@ -1,9 +1,9 @@
-"""The tutoring context, as msgspec Structs faithful to ``shared/reference/tutor-context.md``.
+"""The tutoring context, as msgspec Structs faithful to the original backend's pydantic models.
 
-Field names, types and defaults follow the reference field lists one for one, so the lean JSON the store
-writes still validates against the original pydantic models. Every Struct uses ``omit_defaults`` so that
-defaults never reach the encoded bytes, and ignores unknown fields so that records written by a newer
-schema still read.
+Field names, types and defaults follow those models' field lists one for one (the original models are
+transcribed in ``tests/reference_models.py``), so the lean JSON the store writes still validates against
+them. Every Struct uses ``omit_defaults`` so that defaults never reach the encoded bytes, and ignores
+unknown fields so that records written by a newer schema still read.
 """
 
 from __future__ import annotations

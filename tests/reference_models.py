@@ -1,7 +1,8 @@
-"""A pydantic v2 transcription of shared/reference/tutor-context.md, used only by tests.
+"""The original backend's tutoring-context models (pydantic v2), transcribed here; used only by tests.
 
-It is written from the reference text, independently of redis_sessions.models, so that a test can
-prove the lean JSON the store writes still validates against the original field lists.
+They are written from the original models' field lists (names, types, defaults), independently of
+redis_sessions.models, so that a test can prove the lean JSON the store writes still validates against
+the original field lists.
 """
 
 from __future__ import annotations
