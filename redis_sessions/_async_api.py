@@ -171,10 +171,37 @@ class _AsyncAPI(StoreBase):
         )
 
     async def get_messages(
-        self, session_id: str | uuid.UUID, user_id: str, limit: int = 50
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        limit: int = 50,
+        before_turn_no: int | None = None,
     ) -> list[Message]:
-        """The last ``limit`` messages, oldest first ([] for a missing session). One round trip."""
-        return await self._drive(self._core.get_messages(session_id, user_id, limit))
+        """The newest ``limit`` messages (with a turn number below ``before_turn_no`` when given:
+        the page before), oldest first; [] for a missing session. One round trip.
+
+        ``limit`` is capped at ``StoreConfig.max_messages``, the messages a session keeps.
+        """
+        return await self._drive(
+            self._core.get_messages(session_id, user_id, limit, before_turn_no)
+        )
+
+    async def get_whiteboard_state(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        target_snapshot_index: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The whiteboard as it stood at snapshot ``target_snapshot_index`` (the latest when
+        None): the actions of every snapshot up to it, concatenated in index order; [] for a
+        missing session. One round trip.
+
+        Only the snapshots of the messages the session keeps (``max_messages``) are there: a board
+        whose early snapshots were trimmed starts from the oldest one kept.
+        """
+        return await self._drive(
+            self._core.get_whiteboard_state(session_id, user_id, target_snapshot_index)
+        )
 
     async def put_folder(self, user_id: str, folder: Folder) -> Folder:
         """Create or replace a folder of the user; returns it as stored. One round trip."""

@@ -539,6 +539,20 @@ def decode_snapshots(
 _snapshot_decoder = msgspec.json.Decoder(list[dict[str, Any]])
 
 
+def board_actions(flat: list[bytes]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The whiteboard from ``board.lua``'s reply (index, actions JSON, ...): every snapshot's
+    actions concatenated in index order, and what could not be decoded (left out)."""
+    pairs = sorted((int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2))
+    actions: list[dict[str, Any]] = []
+    problems = []
+    for index, blob in pairs:
+        try:
+            actions.extend(_snapshot_decoder.decode(blob))
+        except msgspec.DecodeError as exc:
+            problems.append(f"snapshot {index}: {exc}")
+    return actions, problems
+
+
 # --------------------------------------------------------------------------- folders
 
 

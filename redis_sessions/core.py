@@ -415,12 +415,24 @@ class StoreCore(CacheCoherence):
         return context
 
     def _read_script(
-        self, uid: str, sid: str, count: int, *, whole: bool, snapshots: bool
+        self,
+        uid: str,
+        sid: str,
+        count: int,
+        *,
+        whole: bool,
+        snapshots: bool,
+        before: int | None = None,
     ) -> Op[list[Any]]:
         keys = self.keys.session_keys(uid, sid)
-        reply: list[Any] = yield RunScript(
-            ScriptName.READ, keys, [count, "1" if whole else "0", "1" if snapshots else "0", uid]
-        )
+        args: list[Arg] = [
+            count,
+            "1" if whole else "0",
+            "1" if snapshots else "0",
+            uid,
+            "" if before is None else before,
+        ]
+        reply: list[Any] = yield RunScript(ScriptName.READ, keys, args)
         return reply
 
     def update_session_context(
@@ -644,16 +656,43 @@ class StoreCore(CacheCoherence):
             return turn
 
     def get_messages(
-        self, session_id: str | uuid.UUID, user_id: str, limit: int = 50
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        limit: int = 50,
+        before_turn_no: int | None = None,
     ) -> Op[list[Message]]:
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         limit = min(_check_int(limit, "limit", minimum=1), self.config.max_messages)
-        reply = yield from self._read_script(uid, sid, limit, whole=False, snapshots=False)
+        if before_turn_no is not None:
+            _check_int(before_turn_no, "before_turn_no", minimum=1)
+        reply = yield from self._read_script(
+            uid, sid, limit, whole=False, snapshots=False, before=before_turn_no
+        )
         if not reply:
             return []
         messages, problems = codec.decode_messages(int(reply[1]), reply[2])
         self._report_parts(uid, sid, problems, [])
         return messages
+
+    def get_whiteboard_state(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        target_snapshot_index: int | None = None,
+    ) -> Op[list[dict[str, Any]]]:
+        sid, uid = check_uuid(session_id), check_user_id(user_id)
+        if target_snapshot_index is not None:
+            _check_int(target_snapshot_index, "target_snapshot_index", minimum=0)
+        record_key, _, snapshots_key = self.keys.session_keys(uid, sid)
+        flat = yield RunScript(
+            ScriptName.BOARD,
+            [record_key, snapshots_key],
+            [uid, "" if target_snapshot_index is None else target_snapshot_index],
+        )
+        actions, problems = codec.board_actions(flat)
+        self._report_parts(uid, sid, [], problems)
+        return actions
 
     # ------------------------------------------------------------------ folders
 

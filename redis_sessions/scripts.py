@@ -18,6 +18,7 @@ from importlib import resources
 class ScriptName(str, enum.Enum):
     CREATE = "create"
     READ = "read"
+    BOARD = "board"
     UPDATE = "update"
     APPEND = "append"
     DELETE = "delete"
