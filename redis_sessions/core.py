@@ -53,9 +53,9 @@ MAX_LIST_LIMIT: Final = 100
 
 #: ``modify``'s function: changes the context in place and returns None, or returns a new
 #: TutorContext. On the async store it may also be a coroutine function (AsyncModifyFn).
-ModifyFn = Callable[[TutorContext], "TutorContext | None"]
+ModifyFn = Callable[[TutorContext], TutorContext | None]
 #: (an async store awaits what it returns; the sync store refuses an awaitable)
-AsyncModifyFn = Callable[[TutorContext], "Awaitable[TutorContext | None] | TutorContext | None"]
+AsyncModifyFn = Callable[[TutorContext], Awaitable[TutorContext | None] | TutorContext | None]
 
 
 class StoreStats(msgspec.Struct, frozen=True, kw_only=True):

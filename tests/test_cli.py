@@ -26,7 +26,7 @@ def seeded(real_server: EmbeddedRedis, prefix: str) -> tuple[str, str]:
         for turn in range(1, 4):
             role, text, actions = chat_turn(turn)
             store.append_message(sid, "ada", role, text, whiteboard_actions=actions)
-    return real_server.url, sid
+    return real_server.url, str(sid)
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
