@@ -73,12 +73,13 @@ local function record_meta(record_key, user_id)
     turn = tonumber(turn or '0'), snapshot = tonumber(snapshot or '0')}
 end
 
--- Record a session's activity: its user index entry, its expiry entry (the live or the ended index,
--- by whether the record has ended_at), and the TTL backstop of its three keys (0: no TTL); and
--- announce the change. An index key of another type than a sorted set (damage) does not stop the
+-- Record a session's activity: its user index entry (scored in epoch microseconds: exactly the
+-- record's updated_at, so listing order and updated_at agree), its expiry entry (the live or the
+-- ended index, by whether the record has ended_at; scored in milliseconds), and the TTL backstop
+-- of its three keys (0: no TTL); and announce the change. An index key of another type than a sorted set (damage) does not stop the
 -- write: it is left alone, and returned (names joined by newlines, '' when none) for the store to
 -- report; `check --repair --drop-corrupt` rebuilds it.
-local function touch(keys, session_id, member, now_ms, ttl_ms, channel)
+local function touch(keys, session_id, member, now_us, ttl_ms, channel)
   local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
   local damaged = {}
   local function zset(command, key, ...)
@@ -86,7 +87,8 @@ local function touch(keys, session_id, member, now_ms, ttl_ms, channel)
       damaged[#damaged + 1] = key
     end
   end
-  zset('ZADD', index_key, now_ms, session_id)
+  local now_ms = string.format('%d', math.floor(tonumber(now_us) / 1000))
+  zset('ZADD', index_key, now_us, session_id)
   if redis.call('HEXISTS', record_key, 'ended_at') == 1 then
     zset('ZREM', live_key, member)
     zset('ZADD', ended_key, now_ms, member)

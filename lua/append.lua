@@ -9,7 +9,7 @@
 -- ARGV[1] = user id (must match the record's)
 -- ARGV[2] = session id
 -- ARGV[3] = expiry index entry, <u>:<sid>
--- ARGV[4] = now, epoch milliseconds (activity score)
+-- ARGV[4] = now, epoch microseconds (the activity score; expiry indexes take its milliseconds)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
 -- ARGV[7] = how long the reply is kept for a resent request, milliseconds
@@ -24,7 +24,7 @@
 -- The last value of a successful reply names the index keys that hold another type (damage the
 -- write went around, see touch in _lib), '' when none.
 local record_key, messages_key, snapshots_key, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
-local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
+local user_id, session_id, member, now_us, ttl_ms, channel, window_ms =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local now_iso, keep, message, snapshot = ARGV[8], tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local this_write = 'append ' .. session_id
@@ -62,5 +62,5 @@ while old >= 1 and redis.call('HDEL', messages_key, old) == 1 do
   old = old - 1
 end
 
-local damaged = touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
+local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
 return remember(request_key, window_ms, this_write, {turn, latest_turn, latest_snapshot, damaged})

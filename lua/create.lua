@@ -10,7 +10,7 @@
 -- ARGV[1] = user id
 -- ARGV[2] = session id
 -- ARGV[3] = expiry index entry, <u>:<sid>
--- ARGV[4] = now, epoch milliseconds (activity score)
+-- ARGV[4] = now, epoch microseconds (the activity score; expiry indexes take its milliseconds)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
 -- ARGV[7] = how long the reply is kept for a resent request, milliseconds
@@ -24,7 +24,7 @@
 -- The last value of a successful reply names the index keys that hold another type (damage the
 -- write went around, see touch in _lib), '' when none.
 local record_key, request_key, folder_key = KEYS[1], KEYS[7], KEYS[8]
-local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, folder_id =
+local user_id, session_id, member, now_us, ttl_ms, channel, window_ms, folder_id =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local this_write = 'create'  -- a retried create draws a new session id: the reply names the first
 
@@ -93,5 +93,5 @@ if folder_id ~= '' then
 end
 
 redis.call('HSET', record_key, unpack(fields))
-local damaged = touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
+local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
 return remember(request_key, window_ms, this_write, {1, folder_status, session_id, damaged})

@@ -10,7 +10,7 @@
 -- ARGV[1] = user id (must match the record's)
 -- ARGV[2] = session id
 -- ARGV[3] = expiry index entry, <u>:<sid>
--- ARGV[4] = now, epoch milliseconds (activity score)
+-- ARGV[4] = now, epoch microseconds (the activity score; expiry indexes take its milliseconds)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
 -- ARGV[7] = how long the reply is kept for a resent request, milliseconds
@@ -21,7 +21,7 @@
 -- write went around, see touch in _lib), '' when none. a CORRUPT error when the record is damaged
 -- (see record_meta): nothing was written.
 local record_key, request_key = KEYS[1], KEYS[7]
-local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms, now_iso =
+local user_id, session_id, member, now_us, ttl_ms, channel, window_ms, now_iso =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local this_write = 'end ' .. session_id
 
@@ -31,6 +31,6 @@ if not meta then
 end
 redis.call('HSETNX', record_key, 'ended_at', now_iso)
 redis.call('HSET', record_key, 'updated_at', now_iso)
-local damaged = touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
+local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
 local ended = redis.call('HGET', record_key, 'ended_at')
 return remember(request_key, window_ms, this_write, {ended, damaged})

@@ -15,7 +15,8 @@
 -- ARGV[2] = "1" to repair, "0" to only verify
 -- ARGV[3] = session id
 -- ARGV[4] = expiry index entry, <u>:<sid>
--- ARGV[5] = activity score (epoch ms) for an entry that a repair adds
+-- ARGV[5] = activity score for an entry that a repair adds (epoch µs for the user index, ms for an
+--           expiry index)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce a removal on ("" : none)
 -- ARGV[7] = now, epoch milliseconds (sent with the announcement)
 -- ARGV[8..] = "undecodable" only: field, value, field, value ... of the record as `check` read it; a

@@ -10,7 +10,7 @@
 -- ARGV[1] = user id (must match the record's)
 -- ARGV[2] = session id
 -- ARGV[3] = expiry index entry, <u>:<sid>
--- ARGV[4] = now, epoch milliseconds (activity score)
+-- ARGV[4] = now, epoch microseconds (the activity score; expiry indexes take its milliseconds)
 -- ARGV[5] = TTL backstop in milliseconds (0: none)
 -- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
 -- ARGV[7] = how long the reply is kept for a resent request, milliseconds
@@ -32,7 +32,7 @@
 -- (see record_meta): nothing was written.
 -- A resent request that was applied already gets the same reply again.
 local record_key, request_key = KEYS[1], KEYS[7]
-local user_id, session_id, member, now_ms, ttl_ms, channel, window_ms =
+local user_id, session_id, member, now_us, ttl_ms, channel, window_ms =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local now_iso, expected, base = ARGV[8], ARGV[9], ARGV[10]
 local turn_arg, snapshot_arg, removals = ARGV[11], ARGV[12], tonumber(ARGV[13])
@@ -71,5 +71,5 @@ end
 local new_version = version + 1
 redis.call('HSET', record_key, 'updated_at', now_iso, 'version', new_version,
   unpack(ARGV, first_pair, #ARGV))
-local damaged = touch(KEYS, session_id, member, now_ms, ttl_ms, channel)
+local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
 return remember(request_key, window_ms, this_write, {1, new_version, turn, snapshot, damaged})

@@ -246,9 +246,9 @@ def _check_record(run: _Run, key: str, info: KeyInfo, reads: list[Any]) -> list[
         return [
             Suspect("undecodable", user_id, session_id, key=key, detail=str(exc), evidence=evidence)
         ]
-    score = codec.epoch_ms(session.updated_at)
     out: list[Suspect] = []
-    unindexed = Suspect("unindexed", user_id, session_id, score)
+    # the user index is scored in microseconds (updated_at exactly), the expiry indexes in ms
+    unindexed = Suspect("unindexed", user_id, session_id, codec.epoch_us(session.updated_at))
     if isinstance(indexed, Exception):  # the index holds another type: SCAN reports it
         if run.drop_corrupt:
             run.retry.append(unindexed)  # once it is deleted, this record is not indexed
@@ -256,7 +256,7 @@ def _check_record(run: _Run, key: str, info: KeyInfo, reads: list[Any]) -> list[
         out.append(unindexed)
     live_bad, ended_bad = isinstance(live, Exception), isinstance(ended, Exception)
     if (live is None or live_bad) and (ended is None or ended_bad):
-        no_expiry = Suspect("no-expiry", user_id, session_id, score)
+        no_expiry = Suspect("no-expiry", user_id, session_id, codec.epoch_ms(session.updated_at))
         if not (live_bad or ended_bad):
             out.append(no_expiry)
         elif run.drop_corrupt:

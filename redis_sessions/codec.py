@@ -74,8 +74,18 @@ def iso(moment: dt.datetime) -> str:
 
 
 def epoch_ms(moment: dt.datetime) -> int:
-    """Index score: whole milliseconds since the epoch."""
-    return int(moment.timestamp() * 1000)
+    """Expiry index score: whole milliseconds since the epoch."""
+    return epoch_us(moment) // 1000
+
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def epoch_us(moment: dt.datetime) -> int:
+    """User index score: whole microseconds since the epoch, exactly the ``updated_at`` it orders
+    (integer arithmetic: a float timestamp would round some of them)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def parse_time(raw: bytes | str) -> dt.datetime:

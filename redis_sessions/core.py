@@ -150,14 +150,14 @@ class StoreCore(CacheCoherence):
         return codec.check_aware(self._clock())
 
     def _write_args(self, uid: str, sid: str, now: dt.datetime) -> list[Arg]:
-        """ARGV[1..7] of every session write script: user, session, expiry entry, now (ms), TTL,
+        """ARGV[1..7] of every session write script: user, session, expiry entry, now (µs), TTL,
         the channel the change is announced on, and the replay window (ms)."""
         member = self.keys.expiry_member(uid, sid)
         return [
             uid,
             sid,
             member,
-            codec.epoch_ms(now),
+            codec.epoch_us(now),
             self._key_ttl_ms,
             self.channel,
             self._replay_window_ms,

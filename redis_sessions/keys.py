@@ -5,7 +5,8 @@ Layout (default prefix ``rs``; ``<u>`` is the user id, percent-encoded as below)
     rs:{u:<u>}:s:<session_id>          hash   the session record (metadata + one field per context field)
     rs:{u:<u>}:s:<session_id>:msgs     hash   turn_no -> message JSON
     rs:{u:<u>}:s:<session_id>:wb       hash   snapshot_index -> whiteboard actions JSON
-    rs:{u:<u>}:idx                     zset   session_id scored by last activity (epoch milliseconds)
+    rs:{u:<u>}:idx                     zset   session_id scored by last activity (epoch microseconds:
+                                              the record's updated_at exactly)
     rs:{u:<u>}:f:<folder_id>           hash   a folder of the user
     rs:{u:<u>}:req:<request_id>        string the reply of a write already applied, kept for a short
                                               window (PX) so a resent request is not applied twice
