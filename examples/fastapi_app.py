@@ -75,7 +75,7 @@ def create_app(make_store: Callable[[], AsyncSessionStore]) -> FastAPI:
     ) -> dict[str, str]:
         initial = {"session_goal": body.goal} if body.goal else None
         sid = await store_of(request).create_session(x_user_id, body.folder_id, initial)
-        return {"session_id": sid}
+        return {"session_id": str(sid)}
 
     @app.get("/sessions")
     async def list_sessions(

@@ -65,8 +65,8 @@ class Faulty:
         """Redis runs the next call of ``script``; its reply never reaches the store."""
         self.proxy.drop_reply(script_sha(script).encode())
 
-    def key(self, *parts: str) -> str:
-        return f"{self.prefix}:{{u:{USER}}}:" + ":".join(parts)
+    def key(self, *parts: object) -> str:
+        return f"{self.prefix}:{{u:{USER}}}:" + ":".join(str(part) for part in parts)
 
     def close(self) -> None:
         for store in self.stores:

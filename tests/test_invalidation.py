@@ -105,7 +105,7 @@ def test_staleness_bound_across_real_processes(real_server: EmbeddedRedis) -> No
     """Process A writes; process B (this one, cache on) must see each write within the bound."""
     prefix = f"stale{uuid.uuid4().hex[:6]}"
     reader = SessionStore.from_url(real_server.url, config=StoreConfig(key_prefix=prefix))
-    sid = reader.create_session("alice", initial_context={"session_goal": "v0"})
+    sid = str(reader.create_session("alice", initial_context={"session_goal": "v0"}))
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, real_server.url, prefix, sid],
         stdin=subprocess.PIPE,
@@ -268,7 +268,7 @@ def run_modifiers(url: str, prefix: str, sid: str, processes: int, rounds: int) 
     """Start ``processes`` modifiers at once; the seconds the slowest took."""
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", MODIFIER, url, prefix, sid, str(rounds)],
+            [sys.executable, "-c", MODIFIER, url, prefix, str(sid), str(rounds)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -406,7 +406,7 @@ def test_a_dropped_listener_never_means_a_stale_read_async(real_server: Embedded
         admin.close()
 
         async def flushes() -> int:
-            return (await b.stats()).cache_flushes
+            return b.stats().cache_flushes
 
         await until(flushes, 1)
         ctx = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="v2")
@@ -414,7 +414,7 @@ def test_a_dropped_listener_never_means_a_stale_read_async(real_server: Embedded
         assert await goal_of(b) == "v2"
 
         async def serving() -> bool:
-            return (await b.stats()).cache_serving
+            return b.stats().cache_serving
 
         await until(serving, True)
         ctx.session_goal = "v3"
