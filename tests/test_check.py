@@ -113,7 +113,7 @@ def test_sweep_racing_writers_never_deletes_a_touched_session(real_server: Embed
         own = SessionStore.from_url(real_server.url, config=config, clock=clock)
         start.wait()
         for user in chunk:  # ... but these are touched at "now", spread over the sweep
-            ctx = TutorContext(user_id=user, session_id=uuid.UUID(sessions[user]))
+            ctx = TutorContext(user_id=user, session_id=sessions[user])
             touched[user] = own.update_session_context(sessions[user], user, ctx)
             time.sleep(0.002)
         own.close()
@@ -125,6 +125,7 @@ def test_sweep_racing_writers_never_deletes_a_touched_session(real_server: Embed
     report = store.cleanup_expired_sessions(now=clock.now)
     for t in threads:
         t.join()
+    assert len(touched) == len(hot), "every writer ran to its end"
     survivors = {u for u in users if store.session_exists(sessions[u], u)}
     assert survivors == {u for u, ok in touched.items() if ok}
     assert report.deleted == len(users) - len(survivors)
