@@ -26,7 +26,7 @@ import msgspec.inspect as mi
 from .exceptions import InvalidInput
 from .models import MAX_FLOAT, MAX_SAFE_INT, TutorContext
 from .records import Folder, Message, Role, Session, SessionInfo
-from .validation import field_errors, free_form_errors, unfit
+from .validation import MAX_DEPTH, field_errors, free_form_errors, unfit
 
 SCHEMA_VERSION: Final = 1
 CONTEXT_PREFIX: Final = b"c:"
@@ -534,11 +534,20 @@ def encode_message(
         and all(isinstance(a, dict) for a in whiteboard_actions)
     ):
         raise InvalidInput("whiteboard_actions must be a list of dicts (one batch of actions)")
+    blobs = []
     for root, value in (("payload", payload), ("whiteboard_actions", whiteboard_actions)):
-        if value is not None and unfit(value, 1):
-            errors = free_form_errors(value, root)
-            if errors:
-                raise InvalidInput(f"message cannot be stored: {errors[0]}")
+        blob = b""
+        if value is not None:
+            try:
+                blob = _encoder.encode(value)
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                _refuse_free_form(root, value)  # too deep for the encoder: say where
+                raise InvalidInput(f"message cannot be encoded as JSON: {exc}") from exc
+            # NaN and infinity are encoded as null; the nesting is at most the brackets
+            if b"null" in blob or blob.count(b"[") + blob.count(b"{") > MAX_DEPTH:
+                _refuse_free_form(root, value)
+        blobs.append(blob)
+    snapshot = blobs[1]
     stored = StoredMessage(
         role=role,  # type: ignore[arg-type]  # checked against _ROLES above
         text=text,
@@ -548,10 +557,16 @@ def encode_message(
     )
     try:
         message = _encoder.encode(stored)
-        snapshot = _encoder.encode(whiteboard_actions) if whiteboard_actions is not None else b""
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # pragma: no cover
         raise InvalidInput(f"message cannot be encoded as JSON: {exc}") from exc
     return message, snapshot
+
+
+def _refuse_free_form(root: str, value: Any) -> None:
+    """Raise InvalidInput with the first problem of a payload or actions, if any."""
+    errors = free_form_errors(value, root)
+    if errors:
+        raise InvalidInput(f"message cannot be stored: {errors[0]}")
 
 
 def decode_messages(first_turn: int, blobs: list[bytes | None]) -> tuple[list[Message], list[str]]:
