@@ -21,10 +21,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 import msgspec
+import msgspec.inspect as mi
 
 from .exceptions import InvalidInput
-from .models import MAX_SAFE_INT, TutorContext
+from .models import MAX_FLOAT, MAX_SAFE_INT, TutorContext
 from .records import Folder, Message, Role, Session, SessionInfo
+from .validation import MAX_DEPTH, field_errors, free_form_errors, unfit
 
 SCHEMA_VERSION: Final = 1
 CONTEXT_PREFIX: Final = b"c:"
@@ -99,6 +101,12 @@ def parse_time(raw: bytes | str) -> dt.datetime:
 # --------------------------------------------------------------------------- writing a context
 
 
+#: Where NaN, infinity or deep nesting can hide in a field that holds the declared type: the
+#: attributes from the field's value to a float (False) or a free-form value (True), and how deep
+#: that sits in the context (the context itself: 1).
+Probe = tuple[tuple[str, ...], int, bool]
+
+
 class _StoredField(NamedTuple):
     """How one stored context field is written: its attribute, hash field, default and checker."""
 
@@ -108,6 +116,7 @@ class _StoredField(NamedTuple):
     scalar_default: Any
     default_json: bytes | None  # None: the field has no default
     decoder: msgspec.json.Decoder[Any]  # the field's declared type, to validate what was encoded
+    probes: tuple[Probe, ...] | None  # None: no float or free-form value inside
 
 
 _MUTABLE: Final = object()
@@ -128,7 +137,49 @@ def _stored_field(f: msgspec.structs.FieldInfo) -> _StoredField:
         scalar_default=scalar,
         default_json=None if default is msgspec.NODEFAULT else _encoder.encode(default),
         decoder=msgspec.json.Decoder(f.type),
+        probes=tuple(_probes(mi.type_info(f.type), (), 2)) or None,
     )
+
+
+def _probes(t: mi.Type, chain: tuple[str, ...], level: int) -> list[Probe]:
+    """The probes of a value of type ``t`` reached by ``chain``, at ``level``."""
+    if isinstance(t, mi.UnionType):
+        return [p for member in t.types for p in _probes(member, chain, level)]
+    if isinstance(t, mi.FloatType):
+        return [(chain, level, False)]
+    if isinstance(t, mi.StructType):
+        return [p for f in t.fields for p in _probes(f.type, (*chain, f.name), level + 1)]
+    if isinstance(t, (mi.ListType, mi.DictType)):
+        inner = t.item_type if isinstance(t, mi.ListType) else t.value_type
+        # a container of floats or free-form values (or of Structs with some) is walked whole
+        return [(chain, level, True)] if _probes(inner, (), level + 1) else []
+    if isinstance(t, mi.AnyType):
+        return [(chain, level, True)]
+    return []
+
+
+def _unfit(value: Any, probes: tuple[Probe, ...]) -> bool:
+    """Whether a probe of a field's value finds NaN, infinity, or nesting deeper than MAX_DEPTH."""
+    for chain, level, free in probes:
+        found = value
+        for attribute in chain:
+            found = getattr(found, attribute, None)
+        if found is None:
+            continue
+        if free:
+            if unfit(found, level):
+                return True
+        elif isinstance(found, float) and not -MAX_FLOAT <= found <= MAX_FLOAT:
+            return True
+    return False
+
+
+def _refuse(name: str, value: Any) -> None:
+    """Raise InvalidInput with the first problem validation finds in field ``name``, if any: the
+    same message as ``validate_session_context`` gives for it."""
+    errors = field_errors(name, value)
+    if errors:
+        raise InvalidInput(f"invalid context: {errors[0]}")
 
 
 #: Every stored context field, in declaration order.
@@ -156,11 +207,14 @@ def encode_context(
 
     Checks that the context belongs to (user_id, session_id), that every field has its declared type
     (a Struct built by hand is not validated by msgspec, so a wrong type would only fail on a later
-    read), and that the lean JSON fits in ``max_bytes``. Raises InvalidInput, writing nothing.
+    read), that no float is NaN or infinite (JSON has neither: they would be written as null), that
+    free-form values nest at most MAX_DEPTH deep, and that the lean JSON fits in ``max_bytes``.
+    Raises InvalidInput, writing nothing, with the message validation gives for the problem.
     ``history`` and ``whiteboard_history`` are left out: they are never stored in the record.
 
     ``stored``: the record as Redis holds it, when known (the cached one). A field whose JSON is
-    byte for byte what is stored is not validated again: it was read back from Redis already.
+    byte for byte what is stored is not validated again: it was read back from Redis already
+    (only its floats and free-form values are, which equal JSON can hide: NaN is written as null).
     """
     if not isinstance(context, TutorContext):
         raise InvalidInput(f"context must be a TutorContext, got {type(context).__name__}")
@@ -177,7 +231,7 @@ def encode_context(
     # size of the lean JSON object: {"user_id":...,"session_id":...,<fields>}
     size = 2 + 10 + len(_encoder.encode(user_id)) + 1 + 13 + 38
     encode, stored_value = _encoder.encode, known.get
-    for name, key, default, default_json, decoder in _STORED:  # unpacked: the hot loop of writes
+    for name, key, default, default_json, decoder, probes in _STORED:  # the hot loop of writes
         value = getattr(context, name)
         if default is not _MUTABLE:
             if value.__class__ is default.__class__ and value == default:
@@ -186,14 +240,21 @@ def encode_context(
             continue
         try:
             blob = encode(value)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):
+                _refuse(name, value)  # nested too deep: say where
             raise InvalidInput(f"context cannot be encoded as JSON: {exc} - at `$.{name}`") from exc
         if blob == default_json:
+            if blob == b"null" and value is not None:  # NaN or infinity, written as null
+                _refuse(name, value)
             continue
+        if probes is not None and _unfit(value, probes):
+            _refuse(name, value)
         if stored_value(key) != blob:
             try:
                 decoder.decode(blob)
-            except msgspec.ValidationError as exc:
+            except (msgspec.ValidationError, RecursionError) as exc:
+                _refuse(name, value)
                 raise InvalidInput(f"invalid context: {_at(exc, name)}") from exc
         fields[key] = blob
         size += len(key) + 2 + len(blob)  # ,"<name>":<json>
@@ -271,7 +332,7 @@ def context_change(
     return ContextChange(turn, snapshot, removals, sets)
 
 
-def _at(exc: msgspec.ValidationError, name: str) -> str:
+def _at(exc: msgspec.ValidationError | RecursionError, name: str) -> str:
     """A field decoder's error, with the path from the context's root (``$.<name>...``)."""
     message = str(exc)
     if " - at `$" in message:
@@ -472,7 +533,8 @@ _ROLES: Final = frozenset(("user", "assistant", "system"))
 def encode_message(
     role: str, text: str, payload: Any, whiteboard_actions: Any, now: dt.datetime
 ) -> tuple[bytes, bytes]:
-    """(message JSON, snapshot JSON or b""). Raises InvalidInput for what can never be stored."""
+    """(message JSON, snapshot JSON or b""). Raises InvalidInput for what can never be stored:
+    NaN or infinity in the payload or the actions, or either nested deeper than MAX_DEPTH."""
     if role not in _ROLES:
         raise InvalidInput(f"role must be one of {sorted(_ROLES)}, got {role!r}")
     if not isinstance(text, str):
@@ -482,6 +544,20 @@ def encode_message(
         and all(isinstance(a, dict) for a in whiteboard_actions)
     ):
         raise InvalidInput("whiteboard_actions must be a list of dicts (one batch of actions)")
+    blobs = []
+    for root, value in (("payload", payload), ("whiteboard_actions", whiteboard_actions)):
+        blob = b""
+        if value is not None:
+            try:
+                blob = _encoder.encode(value)
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                _refuse_free_form(root, value)  # too deep for the encoder: say where
+                raise InvalidInput(f"message cannot be encoded as JSON: {exc}") from exc
+            # NaN and infinity are encoded as null; the nesting is at most the brackets
+            if b"null" in blob or blob.count(b"[") + blob.count(b"{") > MAX_DEPTH:
+                _refuse_free_form(root, value)
+        blobs.append(blob)
+    snapshot = blobs[1]
     stored = StoredMessage(
         role=role,  # type: ignore[arg-type]  # checked against _ROLES above
         text=text,
@@ -491,10 +567,16 @@ def encode_message(
     )
     try:
         message = _encoder.encode(stored)
-        snapshot = _encoder.encode(whiteboard_actions) if whiteboard_actions is not None else b""
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # pragma: no cover
         raise InvalidInput(f"message cannot be encoded as JSON: {exc}") from exc
     return message, snapshot
+
+
+def _refuse_free_form(root: str, value: Any) -> None:
+    """Raise InvalidInput with the first problem of a payload or actions, if any."""
+    errors = free_form_errors(value, root)
+    if errors:
+        raise InvalidInput(f"message cannot be stored: {errors[0]}")
 
 
 def decode_messages(first_turn: int, blobs: list[bytes | None]) -> tuple[list[Message], list[str]]:

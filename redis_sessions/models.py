@@ -3,12 +3,14 @@
 Field names, types and defaults follow those models' field lists one for one (the original models are
 transcribed in ``tests/reference_models.py``), so the lean JSON the store writes still validates against
 them. Every Struct uses ``omit_defaults`` so that defaults never reach the encoded bytes, and ignores
-unknown fields so that records written by a newer schema still read.
+unknown fields so that records written by a newer schema still read (input is strict: ``validation``
+refuses unknown keys in mappings and JSON).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import uuid
 from typing import Annotated, Any, Final, Literal
 
@@ -42,6 +44,10 @@ OUTCOMES: Final[frozenset[str]] = frozenset(
 #: other JSON readers (Number.MAX_SAFE_INTEGER). Integer fields refuse anything beyond +-it.
 MAX_SAFE_INT: Final = 2**53 - 1
 SafeInt = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+#: JSON has no NaN or infinity (msgspec would write them as null): float fields hold finite values.
+#: The bounds refuse both (NaN fails every comparison) wherever msgspec decodes or converts.
+MAX_FLOAT: Final = sys.float_info.max
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-MAX_FLOAT, le=MAX_FLOAT)]
 
 MASTERY_THRESHOLD: Final = 0.8
 CONFIDENCE_THRESHOLD: Final = 5
@@ -139,7 +145,7 @@ class FocusObjective(_Model, kw_only=True):
     priority: SafeInt
     relevant_concepts: list[str] = []
     suggested_approach: str | None = None
-    target_mastery: float
+    target_mastery: FiniteFloat
     initial_difficulty: str | None = None
 
 
@@ -153,10 +159,10 @@ class AnalysisResult(_Model, kw_only=True):
 
 class UserModelState(_Model, kw_only=True):
     concepts: dict[str, UserConceptMastery] = {}
-    overall_progress: float = 0.0
+    overall_progress: FiniteFloat = 0.0
     current_topic: str | None = None
     current_topic_segment_index: SafeInt = 0
-    learning_pace_factor: float = 1.0
+    learning_pace_factor: FiniteFloat = 1.0
     preferred_interaction_style: InteractionStyle | None = None
     session_summary_notes: list[str] = []
     current_section_objectives: list[LearningObjective] = []
