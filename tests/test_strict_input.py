@@ -558,7 +558,7 @@ def test_validation_reports_every_problem_a_write_would_stop_at(store: SessionSt
     errors = store.validate_session_context(ctx).errors
     assert len(errors) == 3
     sid = store.create_session(USER)
-    ctx.session_id = uuid.UUID(sid)
+    ctx.session_id = uuid.UUID(str(sid))
     with pytest.raises(InvalidInput) as refused:
         store.update_session_context(sid, USER, ctx)
     assert written(refused)[0] in errors
