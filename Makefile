@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check bench clean
+.PHONY: demo test lint check bench clean generate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 check: lint test
+
+## generate: redis_sessions/_sync_api.py from _async_api.py (SessionStore's methods)
+generate: $(STAMP)
+	$(BIN)/python scripts/unasync.py
 
 ## bench: every benchmark (own throwaway redis-servers; ~5 min, ~600 MB); results in bench/*.md
 BENCH_VENV := .venv-bench
