@@ -106,12 +106,16 @@ class UserConceptMastery(_Model, kw_only=True):
 
 
 class LearningObjective(_Model, kw_only=True):
+    """One thing the learner should be able to do after a section, with its priority."""
+
     title: str
     description: str
     priority: SafeInt
 
 
 class LessonSection(_Model, kw_only=True):
+    """A section of the lesson plan: its objectives, concepts and estimated time."""
+
     title: str
     objectives: list[LearningObjective]
     estimated_duration_minutes: SafeInt
@@ -121,6 +125,8 @@ class LessonSection(_Model, kw_only=True):
 
 
 class LessonPlan(_Model, kw_only=True):
+    """The plan the planner agent made for the session: its sections, in teaching order."""
+
     title: str
     description: str
     target_audience: str
@@ -131,6 +137,8 @@ class LessonPlan(_Model, kw_only=True):
 
 
 class QuizQuestion(_Model, kw_only=True):
+    """A multiple-choice question put to the learner, with its answer and explanation."""
+
     question: str
     options: list[str]
     correct_answer_index: SafeInt
@@ -140,6 +148,8 @@ class QuizQuestion(_Model, kw_only=True):
 
 
 class FocusObjective(_Model, kw_only=True):
+    """What the tutor works on right now: a topic, a goal and the concepts it touches."""
+
     topic: str
     learning_goal: str
     priority: SafeInt
@@ -150,6 +160,8 @@ class FocusObjective(_Model, kw_only=True):
 
 
 class AnalysisResult(_Model, kw_only=True):
+    """What the analysis of a folder's material found: text, key concepts and terms, files."""
+
     analysis_text: str
     key_concepts: list[str] = []
     key_terms: dict[str, str] = {}
@@ -158,6 +170,9 @@ class AnalysisResult(_Model, kw_only=True):
 
 
 class UserModelState(_Model, kw_only=True):
+    """What the tutor believes about the learner: mastery per concept, pace, current topic and
+    the interaction it is waiting for."""
+
     concepts: dict[str, UserConceptMastery] = {}
     overall_progress: FiniteFloat = 0.0
     current_topic: str | None = None
