@@ -38,8 +38,8 @@ class TTLCache(Generic[K, V]):
         self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
         self._next_sweep = timer() + sweep_interval
-        self.hits = 0
-        self.misses = 0
+        self.hits: int = 0
+        self.misses: int = 0
 
     def __len__(self) -> int:
         return len(self._data)
@@ -69,6 +69,7 @@ class TTLCache(Generic[K, V]):
         return item[1]
 
     def put(self, key: K, value: V) -> None:
+        """Store ``value`` for ``key``, fresh for ``ttl`` seconds, evicting the least recently used past ``maxsize``."""
         if self.maxsize == 0:
             return
         now = self._timer()
@@ -80,10 +81,12 @@ class TTLCache(Generic[K, V]):
                 self._data.popitem(last=False)
 
     def evict(self, key: K) -> None:
+        """Forget ``key`` (nothing happens when it is not there)."""
         with self._lock:
             self._data.pop(key, None)
 
     def clear(self) -> None:
+        """Forget everything."""
         with self._lock:
             self._data.clear()
 
@@ -109,14 +112,16 @@ class Freshness(Generic[K]):
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self.seq = 0
+        self.seq: int = 0
         self._last: OrderedDict[K, int] = OrderedDict()
         self._floor = 0
 
     def token(self) -> int:
+        """Taken by a read before it asks Redis; pass it to ``unchanged_since`` to fill the cache."""
         return self.seq
 
     def invalidate(self, key: K) -> int:
+        """``key`` changed (a write began or ended, or another process announced one); its new sequence number."""
         self.seq += 1
         self._last[key] = self.seq
         self._last.move_to_end(key)
@@ -126,10 +131,12 @@ class Freshness(Generic[K]):
         return self.seq
 
     def unchanged_since(self, key: K, token: int) -> bool:
+        """Whether ``key`` was not invalidated since ``token`` was taken (when in doubt: False)."""
         last = self._last.get(key)
         return (last if last is not None else self._floor) <= token
 
     def reset(self) -> None:
+        """Refuse every fill whose read began before now (the cache was flushed)."""
         self.seq += 1
         self._floor = self.seq
         self._last.clear()

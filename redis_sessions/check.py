@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .core import StoreCore
     from .maintenance import Progress
 
-logger = logging.getLogger("redis_sessions")
+logger: logging.Logger = logging.getLogger("redis_sessions")
 
 PROBLEMS: Final = {
     "unindexed": "records without an index entry",
@@ -127,6 +127,7 @@ class _Run:
 def check(
     core: StoreCore, *, repair: bool, drop_corrupt: bool, count: int, progress: Progress | None
 ) -> Op[CheckReport]:
+    """The core operation behind ``SessionStore.check`` (see its documentation)."""
     if drop_corrupt and not repair:
         raise InvalidInput("drop_corrupt deletes what repair cannot fix: it needs repair=True")
     run = _Run(repair, drop_corrupt)

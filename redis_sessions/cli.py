@@ -39,6 +39,8 @@ def redact(url: str) -> str:
 
 
 class Context:
+    """What the command group hands its subcommands: the server's URL, the key prefix."""
+
     def __init__(self, url: str | None, prefix: str) -> None:
         self.url = url
         self.prefix = prefix
@@ -191,10 +193,13 @@ def parse_duration(text: str) -> dt.timedelta:
     return total
 
 
-class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+class Duration(click.ParamType[dt.timedelta]):
+    """A duration option: ``90s``, ``10m``, ``12h``, ``30d``, ``2w``, combinations (``1d12h``)."""
+
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The option text as a timedelta (bare numbers are seconds)."""
         return value if isinstance(value, dt.timedelta) else parse_duration(str(value))
 
 
@@ -402,6 +407,7 @@ def _text(value: bytes | str) -> str:
 
 
 def main() -> None:
+    """The ``redis-sessions`` console script."""
     cli(prog_name="redis-sessions")
 
 

@@ -61,10 +61,12 @@ class CorruptRecord(ValueError):
 
 
 def utc_now() -> dt.datetime:
+    """The default clock: now, timezone-aware, in UTC."""
     return dt.datetime.now(dt.timezone.utc)
 
 
 def check_aware(now: dt.datetime) -> dt.datetime:
+    """A clock reading in UTC; InvalidInput when it is not a timezone-aware datetime."""
     if not isinstance(now, dt.datetime) or now.tzinfo is None:
         raise InvalidInput(f"the clock must give timezone-aware datetimes, got {now!r}")
     return now.astimezone(dt.timezone.utc)
@@ -91,6 +93,7 @@ def epoch_us(moment: dt.datetime) -> int:
 
 
 def parse_time(raw: bytes | str) -> dt.datetime:
+    """A stored ISO-8601 timestamp (it must carry its timezone) as a UTC datetime."""
     text = raw.decode() if isinstance(raw, bytes) else raw
     moment = dt.datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -290,6 +293,7 @@ class ContextChange(NamedTuple):
     sets: dict[bytes, bytes]  # fields to set
 
     def args(self) -> list[bytes | int]:
+        """ARGV[11..] of ``update.lua``: the turn counters, the removals (counted) and the pairs to set."""
         flat: list[bytes | int] = [
             self.latest_turn_no,
             self.latest_snapshot_index,
@@ -365,6 +369,7 @@ def record_fields(
 
 
 def flatten(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[str | bytes]:
+    """Pairs as the flat ``[field, value, ...]`` list a script or HSET takes."""
     out: list[str | bytes] = []
     for pair in pairs:
         out.extend(pair)
@@ -398,6 +403,7 @@ _JSON_KEY: Final = {b"c:" + n.encode(): b'"' + n.encode() + b'":' for n in _STOR
 
 
 def decode_context(blob: bytes) -> TutorContext:
+    """The lean context JSON of a record as a TutorContext; raises CorruptRecord."""
     try:
         return _context_decoder.decode(blob)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
@@ -413,6 +419,7 @@ def session_parts(
 
 
 def session_from_parts(parts: tuple[dict[str, Any], bytes]) -> Session:
+    """A Session from ``session_parts``' (metadata, lean JSON); raises CorruptRecord."""
     meta, lean = parts
     return Session(context=decode_context(lean), **meta)
 
@@ -669,6 +676,7 @@ def folder_fields(folder: Folder, user_id: str, now: dt.datetime) -> list[tuple[
 
 
 def folder_from_fields(fields: Mapping[bytes, bytes], user_id: str, folder_id: str) -> Folder:
+    """A stored folder hash as a Folder of ``user_id``; raises CorruptRecord."""
     try:
         if fields[b"user_id"].decode() != user_id:
             raise CorruptRecord("folder belongs to another user")
@@ -688,4 +696,5 @@ def folder_from_fields(fields: Mapping[bytes, bytes], user_id: str, folder_id: s
 
 
 def new_session_id() -> uuid.UUID:
+    """A new session id: a random UUID4."""
     return uuid.uuid4()

@@ -24,7 +24,7 @@ from .cache import Freshness, TTLCache
 from .config import StoreConfig
 from .keys import KeySpace
 
-logger = logging.getLogger("redis_sessions")
+logger: logging.Logger = logging.getLogger("redis_sessions")
 
 Record = dict[bytes, bytes]
 
@@ -86,20 +86,22 @@ class CacheCoherence:
         # not invalidated since the read began, so no read can cache what a write replaced.
         self.freshness: Freshness[tuple[str, str]] = Freshness()
         #: this store's id in its announcements (it ignores its own: its writes keep its cache)
-        self.origin = uuid.uuid4().hex[:12]
+        self.origin: str = uuid.uuid4().hex[:12]
         #: where writes announce what they changed, as "<channel>|<origin>" ("" : announce nothing)
-        self.channel = f"{keys.invalidation_channel()}|{self.origin}" if config.invalidation else ""
+        self.channel: str = (
+            f"{keys.invalidation_channel()}|{self.origin}" if config.invalidation else ""
+        )
         # The cache serves and fills only while this is True: with invalidation on, only while the
         # store is subscribed to other processes' writes (see set_listening).
-        self.cache_serving = not (config.invalidation and config.cache_size > 0)
+        self.cache_serving: bool = not (config.invalidation and config.cache_size > 0)
         # ... and serves only until this moment (time.monotonic()): the listener's last PING that
         # came back was sent less than max_link_silence before (see heard). A link that went
         # silent (a partition, a NAT that dropped the flow) stops the cache by itself.
         self._link_silence = config.max_link_silence.total_seconds()
         self._serve_until = math.inf if self.cache_serving else 0.0
-        self.invalidations_received = 0
-        self.cache_flushes = 0
-        self.link_drops = 0
+        self.invalidations_received: int = 0
+        self.cache_flushes: int = 0
+        self.link_drops: int = 0
         self._quiet_until_ms = 0  # late invalidations are logged at most once a second
         self._late_unlogged = 0
         self._lock = threading.Lock()

@@ -37,12 +37,12 @@ from .exceptions import (
 from .folders import analysis_from_folder
 from .keys import KeySpace, check_request_id, check_user_id, check_uuid
 from .models import MAX_SAFE_INT, TutorContext
-from .records import Folder, Message, Session, SessionInfo, ValidationResult
-from .requests import Apply, Arg, Command, LoadFolder, Op, Request, RunScript, Sleep, T
+from .records import Folder, Message, Session, SessionInfo
+from .requests import Apply, Arg, Command, LoadFolder, Op, Request, RunScript, Sleep
 from .scripts import ScriptName
 from .validation import validate_context
 
-logger = logging.getLogger("redis_sessions")
+logger: logging.Logger = logging.getLogger("redis_sessions")
 
 
 #: Reads from a folder source of the app: (folder_id, user_id) -> Folder or None, or an awaitable
@@ -132,10 +132,10 @@ class StoreCore(CacheCoherence):
         clock: Callable[[], dt.datetime] | None = None,
         folder_source: FolderSource | None = None,
     ) -> None:
-        self.config = config if config is not None else StoreConfig()
+        self.config: StoreConfig = config if config is not None else StoreConfig()
         if not isinstance(self.config, StoreConfig):
             raise InvalidInput(f"config must be a StoreConfig, got {type(self.config).__name__}")
-        self.keys = KeySpace(self.config.key_prefix)
+        self.keys: KeySpace = KeySpace(self.config.key_prefix)
         self._key_ttl_ms = self.config.key_ttl_ms
         self._init_coherence(self.config, self.keys)
         self.folder_source = folder_source
@@ -147,6 +147,7 @@ class StoreCore(CacheCoherence):
     # ------------------------------------------------------------------ helpers
 
     def now(self) -> dt.datetime:
+        """The injected clock's time, checked to be timezone-aware, in UTC."""
         return codec.check_aware(self._clock())
 
     def _write_args(self, uid: str, sid: str, now: dt.datetime) -> list[Arg]:
@@ -272,6 +273,7 @@ class StoreCore(CacheCoherence):
         *,
         request_id: str | None = None,
     ) -> Op[uuid.UUID]:
+        """The core operation behind ``SessionStore.create_session`` (documented there)."""
         uid = check_user_id(user_id)
         request_key = self.request_key(uid, request_id)
         context = self._initial_context(uid, initial_context)
@@ -384,6 +386,7 @@ class StoreCore(CacheCoherence):
         )
 
     def get_session(self, session_id: str | uuid.UUID, user_id: str) -> Op[Session | None]:
+        """The core operation behind ``SessionStore.get_session`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         record = yield from self._record(uid, sid)
         return None if record is None else self._session(record, uid, sid)
@@ -391,6 +394,7 @@ class StoreCore(CacheCoherence):
     def get_session_context(
         self, session_id: str | uuid.UUID, user_id: str, *, history: int = 0
     ) -> Op[TutorContext | None]:
+        """The core operation behind ``SessionStore.get_session_context`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         history = min(_check_int(history, "history", minimum=0), self.config.max_messages)
         if history == 0:
@@ -444,6 +448,7 @@ class StoreCore(CacheCoherence):
         expected_version: int | None = None,
         request_id: str | None = None,
     ) -> Op[bool]:
+        """The core operation behind ``SessionStore.update_session_context`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         if expected_version is not None:
             _check_int(expected_version, "expected_version", minimum=1)
@@ -497,6 +502,7 @@ class StoreCore(CacheCoherence):
         *,
         retries: int = 10,
     ) -> Op[TutorContext]:
+        """The core operation behind ``SessionStore.modify`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         _check_int(retries, "retries", minimum=0, maximum=MAX_MODIFY_RETRIES)
         for attempt in range(retries + 1):
@@ -530,6 +536,7 @@ class StoreCore(CacheCoherence):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def session_exists(self, session_id: str | uuid.UUID, user_id: str) -> Op[bool]:
+        """The core operation behind ``SessionStore.session_exists`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         if self._cached((uid, sid)) is not None:
             return True
@@ -553,6 +560,7 @@ class StoreCore(CacheCoherence):
     def end_session(
         self, session_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
     ) -> Op[bool]:
+        """The core operation behind ``SessionStore.end_session`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         now = self.now()
         with self._writing((uid, sid)) as write:
@@ -573,6 +581,7 @@ class StoreCore(CacheCoherence):
     def delete_session(
         self, session_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
     ) -> Op[bool]:
+        """The core operation behind ``SessionStore.delete_session`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         args: list[Arg] = [
             sid,
@@ -589,6 +598,7 @@ class StoreCore(CacheCoherence):
     def list_user_sessions(
         self, user_id: str, limit: int = 50, offset: int = 0
     ) -> Op[list[SessionInfo]]:
+        """The core operation behind ``SessionStore.list_user_sessions`` (documented there)."""
         uid = check_user_id(user_id)
         limit = min(_check_int(limit, "limit", minimum=1), MAX_LIST_LIMIT)
         offset = _check_int(offset, "offset", minimum=0, maximum=MAX_LIST_OFFSET)
@@ -625,6 +635,7 @@ class StoreCore(CacheCoherence):
         whiteboard_actions: list[dict[str, Any]] | None = None,
         request_id: str | None = None,
     ) -> Op[int]:
+        """The core operation behind ``SessionStore.append_message`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         now = self.now()
         message, snapshot = codec.encode_message(role, text, payload, whiteboard_actions, now)
@@ -662,6 +673,7 @@ class StoreCore(CacheCoherence):
         limit: int = 50,
         before_turn_no: int | None = None,
     ) -> Op[list[Message]]:
+        """The core operation behind ``SessionStore.get_messages`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         limit = min(_check_int(limit, "limit", minimum=1), self.config.max_messages)
         if before_turn_no is not None:
@@ -681,6 +693,7 @@ class StoreCore(CacheCoherence):
         user_id: str,
         target_snapshot_index: int | None = None,
     ) -> Op[list[dict[str, Any]]]:
+        """The core operation behind ``SessionStore.get_whiteboard_state`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         if target_snapshot_index is not None:
             _check_int(target_snapshot_index, "target_snapshot_index", minimum=0)
@@ -697,6 +710,7 @@ class StoreCore(CacheCoherence):
     # ------------------------------------------------------------------ folders
 
     def put_folder(self, user_id: str, folder: Folder) -> Op[Folder]:
+        """The core operation behind ``SessionStore.put_folder`` (documented there)."""
         uid = check_user_id(user_id)
         if not isinstance(folder, Folder):
             raise InvalidInput(f"folder must be a Folder, got {type(folder).__name__}")
@@ -719,6 +733,7 @@ class StoreCore(CacheCoherence):
         )
 
     def get_folder_data(self, folder_id: str | uuid.UUID, user_id: str) -> Op[Folder | None]:
+        """The core operation behind ``SessionStore.get_folder_data`` (documented there)."""
         fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
         if self.folder_source is not None:
             found: Folder | None = yield LoadFolder(fid, uid)
@@ -741,6 +756,7 @@ class StoreCore(CacheCoherence):
     def delete_folder(
         self, folder_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
     ) -> Op[bool]:
+        """The core operation behind ``SessionStore.delete_folder`` (documented there)."""
         fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
         keys = [self.keys.folder(uid, fid), self.request_key(uid, request_id)]
         reply = yield RunScript(ScriptName.DELETE_FOLDER, keys, [fid, self._replay_window_ms])
@@ -757,6 +773,7 @@ class StoreCore(CacheCoherence):
         dry_run: bool = False,
         progress: maintenance.Progress | None = None,
     ) -> Op[maintenance.SweepReport]:
+        """The core operation behind ``SessionStore.cleanup_expired_sessions`` (documented there)."""
         return maintenance.sweep(
             self,
             max_age=max_age,
@@ -774,17 +791,12 @@ class StoreCore(CacheCoherence):
         count: int = 1000,
         progress: maintenance.Progress | None = None,
     ) -> Op[maintenance.CheckReport]:
+        """The core operation behind ``SessionStore.check`` (documented there)."""
         return maintenance.check(
             self, repair=repair, drop_corrupt=drop_corrupt, count=count, progress=progress
         )
 
     # ------------------------------------------------------------------ pure
-
-    def validate_session_context(self, data: object) -> Op[ValidationResult]:
-        return _done(validate_context(data, max_bytes=self.config.max_context_bytes))
-
-    def stats(self) -> Op[StoreStats]:
-        return _done(self.current_stats())
 
     def execute(self, request: Request) -> Op[Any]:
         """One raw request, its reply returned as it is (for tools and tests)."""
@@ -792,6 +804,7 @@ class StoreCore(CacheCoherence):
         return reply
 
     def current_stats(self) -> StoreStats:
+        """The counters behind ``stats()``."""
         hits, misses = self.cache.hits, self.cache.misses
         total = hits + misses
         return StoreStats(
@@ -805,9 +818,3 @@ class StoreCore(CacheCoherence):
             cache_serving=self.cache_serving and time.monotonic() < self._serve_until,
             link_drops=self.link_drops,
         )
-
-
-def _done(value: T) -> Op[T]:
-    """An operation that needs no round trip: it returns at once."""
-    return value
-    yield  # pragma: no cover - makes this a generator

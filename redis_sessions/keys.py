@@ -124,7 +124,7 @@ class KeySpace:
     __slots__ = ("prefix",)
 
     def __init__(self, prefix: str) -> None:
-        self.prefix = check_prefix(prefix)
+        self.prefix: str = check_prefix(prefix)
 
     def user_tag(self, user_id: str) -> str:
         """``rs:{u:<u>}``: the start of every key of the user (includes the hash tag)."""
@@ -139,6 +139,7 @@ class KeySpace:
         return _glob_escape(self.prefix) + ":*"
 
     def session(self, user_id: str, session_id: str) -> str:
+        """The record key of a session: ``rs:{u:<u>}:s:<session_id>``."""
         return f"{self.user_tag(user_id)}:s:{session_id}"
 
     def session_keys(self, user_id: str, session_id: str) -> tuple[str, str, str]:
@@ -158,9 +159,11 @@ class KeySpace:
         return f"{self.user_tag(user_id)}:s:"
 
     def index(self, user_id: str) -> str:
+        """The user's session index: ``rs:{u:<u>}:idx``."""
         return f"{self.user_tag(user_id)}:idx"
 
     def folder(self, user_id: str, folder_id: str) -> str:
+        """The key of a folder of the user: ``rs:{u:<u>}:f:<folder_id>``."""
         return f"{self.user_tag(user_id)}:f:{folder_id}"
 
     def request(self, user_id: str, request_id: str) -> str:
@@ -168,6 +171,7 @@ class KeySpace:
         return f"{self.user_tag(user_id)}:req:{request_id}"
 
     def user_slot(self, user_id: str) -> int:
+        """The Redis Cluster hash slot of every key of the user."""
         return key_slot(f"u:{encode_user(user_id)}")
 
     def expiry(self, user_id: str) -> tuple[str, str]:
@@ -179,6 +183,7 @@ class KeySpace:
         return _slot_expiry(self.prefix, slot)
 
     def sweep_lock(self) -> str:
+        """The lock a running sweep job holds: ``rs:sweep-lock``."""
         return f"{self.prefix}:sweep-lock"
 
     def invalidation_channel(self) -> str:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBLEMS", "CheckReport", "Progress", "SweepReport", "check", "sweep"]
 
-logger = logging.getLogger("redis_sessions")
+logger: logging.Logger = logging.getLogger("redis_sessions")
 
 SLOT_CHUNK: Final = 512  # slots whose indexes one pipeline reads (2 commands each)
 Progress = Callable[[int, int], None]
@@ -68,6 +68,7 @@ def sweep(
     dry_run: bool,
     progress: Progress | None,
 ) -> Op[SweepReport]:
+    """The core operation behind ``SessionStore.cleanup_expired_sessions`` (see its documentation)."""
     config = core.config
     if max_age is None:
         max_age = config.max_age

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-logger = logging.getLogger("redis_sessions.worker")
+logger: logging.Logger = logging.getLogger("redis_sessions.worker")
 
 
 def make_scheduler(

@@ -44,6 +44,7 @@ _EPOCH = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 
 
 def lesson_plan(sections: int = 4) -> LessonPlan:
+    """A realistic lesson plan (4 sections) for the demo, the tests and the benchmarks."""
     return LessonPlan(
         title="Linear algebra from scratch",
         description="Vectors, matrices and the maps between them, built up by worked examples.",
@@ -136,6 +137,7 @@ def realistic_context(
 
 
 def whiteboard_batch(turn: int) -> list[dict[str, Any]]:
+    """One batch of whiteboard actions, as an assistant turn draws it."""
     return [
         {"type": "CLEAR_BOARD"}
         if turn % 10 == 0

@@ -16,6 +16,8 @@ from importlib import resources
 
 
 class ScriptName(str, enum.Enum):
+    """The registered Lua scripts, by the stem of their file in ``lua/``."""
+
     CREATE = "create"
     READ = "read"
     BOARD = "board"
