@@ -90,3 +90,28 @@ def test_the_sync_api_is_generated_from_the_async_one() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_an_editor_sees_the_true_signature_and_docstring() -> None:
+    """jedi (the completion engine of many editors) reads the methods as they are written."""
+    jedi = pytest.importorskip("jedi", reason="jedi is in the dev extra")
+    source = "from redis_sessions import AsyncSessionStore\nstore: AsyncSessionStore\n"
+    call = "store.get_messages("
+    script = jedi.Script(source + call, path=str(ROOT / "editor_check.py"))
+    (signature,) = script.get_signatures(3, len(call))
+    assert signature.to_string() == (
+        "get_messages(session_id: str | uuid.UUID, user_id: str, limit: int=50, "
+        "before_turn_no: int | None=None) -> list[Message]"
+    )
+    (method,) = script.infer(3, len("store.get_messages"))
+    assert "One round trip" in method.docstring(raw=True)
+
+
+def test_ids_are_one_type_everywhere(store: SessionStore) -> None:
+    sid = store.create_session("alice")
+    ctx = store.get_session_context(sid, "alice")
+    session = store.get_session(str(sid), "alice")  # the canonical text works as well
+    (row,) = store.list_user_sessions("alice")
+    assert ctx is not None and session is not None
+    assert sid == ctx.session_id == session.session_id == row.session_id
+    assert all(isinstance(i, uuid.UUID) for i in (sid, session.session_id, row.session_id))
