@@ -20,7 +20,6 @@ from typing import (
     TYPE_CHECKING,
     Any,
     ClassVar,
-    ParamSpec,
     TypeVar,
 )
 
@@ -50,9 +49,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-P = ParamSpec("P")
 T = TypeVar("T")
-S = TypeVar("S", bound="StoreBase")
 
 #: Connection settings ``from_url`` uses unless told otherwise: fail in seconds, not minutes, and
 #: let a burst of concurrent calls wait for one of ``max_connections`` (redis-py's default pools
@@ -182,18 +179,19 @@ class StoreBase:
         """The sync store's driver: ``_drive`` run to its end in one step (it never waits there)."""
         return run_to_end(self._drive(op))
 
-    async def _drive(self, op: Op[T], *, io: bool = True) -> T:
+    async def _drive(self, op: Op[T]) -> T:
         """Perform each request ``op`` yields, feed it the reply (or the error), return its result.
 
         However it ends (result, error, cancellation), ``op`` is closed, so that what it holds in
-        flight (a write's cache bracket) is released. Before the first operation that talks to
-        Redis (``io``), the store subscribes to other processes' writes. A closed store refuses
-        every such operation before it could read its cache or open a connection.
+        flight (a write's cache bracket) is released. Before its first operation (each one
+        talks to Redis: those that do not are plain methods), the store subscribes to other
+        processes' writes. A closed store refuses every operation before it could read its cache
+        or open a connection.
         """
-        if io and self._closed:
+        if self._closed:
             op.close()
             raise StoreClosed("the store is closed: make a new one to go on")
-        if io and self._needs_listener:
+        if self._needs_listener:
             await self._start_listening()
         try:
             request = next(op)
