@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ._corebase import StoreStats
 from .aio import AsyncSessionStore
 from .config import StoreConfig
-from .core import StoreStats
 from .exceptions import (
     BackendError,
     CorruptData,

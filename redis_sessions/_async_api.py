@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ._corebase import AsyncModifyFn
 from ._shell import StoreBase
 from .check import CheckReport
-from .core import AsyncModifyFn
 from .maintenance import Progress, SweepReport
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo

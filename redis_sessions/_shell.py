@@ -26,8 +26,9 @@ from typing import (
 import redis.exceptions as rex
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
+from ._corebase import FolderSource, StoreStats, translate_error
 from .config import StoreConfig
-from .core import FolderSource, StoreCore, StoreStats, translate_error
+from .core import StoreCore
 from .exceptions import CorruptData, InvalidInput, StoreClosed
 from .keys import KeySpace
 from .records import ValidationResult

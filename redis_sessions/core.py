@@ -5,263 +5,53 @@ and returns its result. A Redis failure is thrown into it (already translated in
 exception, with the Redis error chained), so that it can evict what it cached before the error goes on
 to the caller. Cache hits return without yielding anything: zero round trips.
 
-The sync and async stores only run these generators (``drive``); no logic lives in them.
+The sync and async stores only run these generators (``_drive``); no logic lives in them. The
+operations are split by what they act on: sessions here, messages in ``history``, folders in
+``folder_ops``, all on ``_corebase.CoreBase``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import logging
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any
 
 import msgspec
-import redis.exceptions as rex
 
 from . import codec, maintenance
-from .coherence import CacheCoherence, CachedRecord, Record
-from .config import StoreConfig
+from ._corebase import (
+    MAX_LIST_LIMIT,
+    MAX_LIST_OFFSET,
+    MAX_MODIFY_RETRIES,
+    NOT_A_HASH,
+    AsyncModifyFn,
+    _check_int,
+    _is_wrongtype,
+    logger,
+)
 from .exceptions import (
     BackendError,
-    CorruptData,
     InvalidInput,
     SessionNotFound,
     SessionStoreError,
-    StoreUnavailable,
     VersionConflict,
 )
+from .folder_ops import FolderOps
 from .folders import analysis_from_folder
-from .keys import KeySpace, check_request_id, check_user_id, check_uuid
-from .models import MAX_SAFE_INT, TutorContext
-from .records import Folder, Message, Session, SessionInfo
-from .requests import Apply, Arg, Command, LoadFolder, Op, Request, RunScript, Sleep
+from .history import MessageOps
+from .keys import check_user_id, check_uuid
+from .models import TutorContext
+from .records import Folder, Session, SessionInfo
+from .requests import Apply, Arg, Command, LoadFolder, Op, RunScript, Sleep
 from .scripts import ScriptName
 from .validation import validate_context
 
-logger: logging.Logger = logging.getLogger("redis_sessions")
 
-
-#: Reads from a folder source of the app: (folder_id, user_id) -> Folder or None, or an awaitable
-#: of one (async sources work with AsyncSessionStore only).
-FolderSource = Callable[[str, str], "Folder | Awaitable[Folder | None] | None"]
-
-MAX_LIST_LIMIT: Final = 100
-
-#: ``modify``'s function: changes the context in place and returns None, or returns a new
-#: TutorContext. On the async store it may also be a coroutine function (AsyncModifyFn).
-ModifyFn = Callable[[TutorContext], TutorContext | None]
-#: (an async store awaits what it returns; the sync store refuses an awaitable)
-AsyncModifyFn = Callable[[TutorContext], Awaitable[TutorContext | None] | TutorContext | None]
-
-
-class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of one store instance since it was made. ``invalidations_received``: writes of
-    other processes (and of this one) announced to this store; ``cache_flushes``: times the cache
-    was emptied because the invalidation listener lost its connection or fell behind;
-    ``link_drops``: times the invalidation link was lost or went silent (the cache stopped serving
-    until it was back)."""
-
-    cache_hits: int
-    cache_misses: int
-    cache_hit_rate: float
-    cache_size: int
-    undecodable_records: int
-    invalidations_received: int
-    cache_flushes: int
-    cache_serving: bool
-    #: times the invalidation link was lost (dropped, or silent past max_link_silence) and made anew
-    link_drops: int
-
-
-def translate_error(exc: rex.RedisError) -> SessionStoreError:
-    """The store's exception for a redis-py error (the caller chains ``exc`` as its cause)."""
-    unavailable = (
-        rex.ConnectionError,
-        rex.TimeoutError,
-        rex.ReadOnlyError,
-        rex.BusyLoadingError,
-        rex.ClusterDownError,
-        rex.TryAgainError,
-    )
-    if isinstance(exc, unavailable):
-        error: SessionStoreError = StoreUnavailable(f"Redis unavailable: {exc}")
-    elif str(exc).startswith("CORRUPT "):  # a script met damage: "CORRUPT <key> <what>"
-        _, key, problem = [*str(exc).split(" ", 2), ""][:3]
-        error = CorruptData(key, problem)
-    elif "REQUEST_ID_REUSED" in str(exc):  # a caller's request_id named another write
-        error = InvalidInput(
-            f"request_id was already used for another write within the replay window: {exc}"
-        )
-    else:
-        error = BackendError(f"Redis error: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-def _is_wrongtype(exc: SessionStoreError) -> bool:
-    return isinstance(exc, BackendError) and "WRONGTYPE" in str(exc)
-
-
-#: Sessions a listing may skip: the script walks them (an index entry without record does not
-#: count), so a deeper page costs more; pages beyond are refused rather than slow.
-MAX_LIST_OFFSET: Final = 10_000
-MAX_MODIFY_RETRIES: Final = 10_000
-NOT_A_HASH: Final = "holds another type than a hash"
-
-
-def _check_int(value: object, name: str, *, minimum: int, maximum: int = MAX_SAFE_INT) -> int:
-    """``value`` if it is an int in [minimum, maximum] (by default at most 2**53 - 1: what every
-    layer holds exactly); InvalidInput otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise InvalidInput(f"{name} must be an int from {minimum} to {maximum}, got {value!r}")
-    return value
-
-
-class StoreCore(CacheCoherence):
+class StoreCore(MessageOps, FolderOps):
     """Everything a store does except talking to Redis. One instance per store. Its cache and
     how it stays coherent with Redis are ``CacheCoherence``'s."""
-
-    def __init__(
-        self,
-        config: StoreConfig | None = None,
-        *,
-        clock: Callable[[], dt.datetime] | None = None,
-        folder_source: FolderSource | None = None,
-    ) -> None:
-        self.config: StoreConfig = config if config is not None else StoreConfig()
-        if not isinstance(self.config, StoreConfig):
-            raise InvalidInput(f"config must be a StoreConfig, got {type(self.config).__name__}")
-        self.keys: KeySpace = KeySpace(self.config.key_prefix)
-        self._key_ttl_ms = self.config.key_ttl_ms
-        self._init_coherence(self.config, self.keys)
-        self.folder_source = folder_source
-        self._clock = clock or codec.utc_now
-        self._undecodable = 0
-        self._replay_window_ms = int(self.config.replay_window.total_seconds() * 1000)
-        self._request_numbers = itertools.count(1)  # next() is atomic: thread-safe ids
-
-    # ------------------------------------------------------------------ helpers
-
-    def now(self) -> dt.datetime:
-        """The injected clock's time, checked to be timezone-aware, in UTC."""
-        return codec.check_aware(self._clock())
-
-    def _write_args(self, uid: str, sid: str, now: dt.datetime) -> list[Arg]:
-        """ARGV[1..7] of every session write script: user, session, expiry entry, now (µs), TTL,
-        the channel the change is announced on, and the replay window (ms)."""
-        member = self.keys.expiry_member(uid, sid)
-        return [
-            uid,
-            sid,
-            member,
-            codec.epoch_us(now),
-            self._key_ttl_ms,
-            self.channel,
-            self._replay_window_ms,
-        ]
-
-    def _write_keys(self, uid: str, sid: str, request_id: str | None) -> list[str]:
-        """KEYS[1..7] of every session write script: the session's keys, then the request key
-        where the script keeps its reply for a resent request (see ``request_key``)."""
-        keys = self.keys.session_write_keys(uid, sid)
-        keys.append(self.request_key(uid, request_id))
-        return keys
-
-    def request_key(self, uid: str, request_id: str | None) -> str:
-        """The replay key of one write. Every write carries a request id, drawn here unless the
-        caller gave one (``request_id=``: an idempotency key of its own, e.g. an HTTP client's).
-        redis-py resends a command whose reply was lost with the same arguments, so the resent
-        request finds the first attempt's reply there instead of applying again. Drawing an id
-        costs no round trip: this store's origin and a counter."""
-        if request_id is None:
-            request_id = f"{self.origin}.{next(self._request_numbers):x}"
-        else:
-            request_id = "a." + check_request_id(request_id)  # never equal to a drawn one
-        return self.keys.request(uid, request_id)
-
-    def report_corrupt(self, key: str, problem: object) -> None:
-        """Count and log damage a read went around (a message, a listing row), with its key."""
-        with self._lock:
-            self._undecodable += 1
-        logger.warning("corrupt data at %s: %s", key, problem)
-
-    def _damage(self, key: str, problem: object) -> CorruptData:
-        """Count and log damage that stops an operation; the error to raise for it."""
-        self.report_corrupt(key, problem)
-        return CorruptData(key, str(problem))
-
-    def _written_around(self, damaged: bytes) -> None:
-        """Report the index keys a write could not update because they hold another type (see
-        touch in lua/_lib.lua): the session was written, but is not listed or not expiring."""
-        for key in damaged.decode(errors="replace").split("\n") if damaged else ():
-            self.report_corrupt(
-                key,
-                "holds another type than a sorted set: the write went around it "
-                "(`redis-sessions check --repair --drop-corrupt` rebuilds it)",
-            )
-
-    def _record(
-        self, user_id: str, session_id: str, *, use_cache: bool = True
-    ) -> Op[Record | None]:
-        """The raw record, from the cache or one HGETALL."""
-        cache_key = (user_id, session_id)
-        cached = self._cached(cache_key) if use_cache else None
-        if cached is not None:
-            return cached
-        key = self.keys.session(user_id, session_id)
-        epoch = self.freshness.token()
-        try:
-            record: Record = yield Command(("HGETALL", key))
-        except SessionStoreError as exc:
-            if _is_wrongtype(exc):
-                raise self._damage(key, NOT_A_HASH) from exc
-            raise
-        if not record:
-            return None
-        self._fill_cache(cache_key, record, epoch)
-        return record
-
-    def _report_parts(
-        self, user_id: str, session_id: str, bad_messages: list[str], bad_snapshots: list[str]
-    ) -> None:
-        """Log (with its key) and count each message or snapshot a read had to leave out."""
-        _, messages_key, snapshots_key = self.keys.session_keys(user_id, session_id)
-        for problem in bad_messages:
-            self.report_corrupt(messages_key, problem)
-        for problem in bad_snapshots:
-            self.report_corrupt(snapshots_key, problem)
-
-    def _parts(self, record: Record, user_id: str, session_id: str) -> tuple[dict[str, Any], bytes]:
-        """(metadata, lean context JSON) of a record, kept with a cached one; raises CorruptRecord."""
-        if isinstance(record, CachedRecord):
-            if record.parts is None:  # computed once per cached record (a benign race)
-                record.parts = codec.session_parts(record, user_id, session_id)
-            return record.parts
-        return codec.session_parts(record, user_id, session_id)
-
-    def _session(self, record: Record, user_id: str, session_id: str) -> Session:
-        """The record as a Session; raises CorruptData when it does not decode."""
-        try:
-            return codec.session_from_parts(self._parts(record, user_id, session_id))
-        except codec.CorruptRecord as exc:
-            raise self._undecodable_record(user_id, session_id, exc) from exc
-
-    def _context(self, record: Record, user_id: str, session_id: str) -> TutorContext:
-        """The record's context alone (what a Session would hold, without making the Session)."""
-        try:
-            return codec.decode_context(self._parts(record, user_id, session_id)[1])
-        except codec.CorruptRecord as exc:
-            raise self._undecodable_record(user_id, session_id, exc) from exc
-
-    def _undecodable_record(
-        self, user_id: str, session_id: str, exc: codec.CorruptRecord
-    ) -> CorruptData:
-        self.cache.evict((user_id, session_id))
-        return self._damage(self.keys.session(user_id, session_id), exc)
 
     # ------------------------------------------------------------------ sessions
 
@@ -417,27 +207,6 @@ class StoreCore(CacheCoherence):
         context.history = codec.history_entries(messages)
         context.whiteboard_history = snapshots
         return context
-
-    def _read_script(
-        self,
-        uid: str,
-        sid: str,
-        count: int,
-        *,
-        whole: bool,
-        snapshots: bool,
-        before: int | None = None,
-    ) -> Op[list[Any]]:
-        keys = self.keys.session_keys(uid, sid)
-        args: list[Arg] = [
-            count,
-            "1" if whole else "0",
-            "1" if snapshots else "0",
-            uid,
-            "" if before is None else before,
-        ]
-        reply: list[Any] = yield RunScript(ScriptName.READ, keys, args)
-        return reply
 
     def update_session_context(
         self,
@@ -622,146 +391,6 @@ class StoreCore(CacheCoherence):
     def _row_key(self, uid: str, session_id: bytes) -> str:
         return self.keys.session(uid, session_id.decode(errors="replace"))
 
-    # ------------------------------------------------------------------ messages
-
-    def append_message(
-        self,
-        session_id: str | uuid.UUID,
-        user_id: str,
-        role: str,
-        text: str,
-        *,
-        payload: Any = None,
-        whiteboard_actions: list[dict[str, Any]] | None = None,
-        request_id: str | None = None,
-    ) -> Op[int]:
-        """The core operation behind ``SessionStore.append_message`` (documented there)."""
-        sid, uid = check_uuid(session_id), check_user_id(user_id)
-        now = self.now()
-        message, snapshot = codec.encode_message(role, text, payload, whiteboard_actions, now)
-        size = len(message) + len(snapshot)
-        if size > self.config.max_context_bytes:
-            raise InvalidInput(
-                f"message is {size} bytes, more than max_context_bytes={self.config.max_context_bytes}"
-            )
-        args: list[Arg] = [
-            *self._write_args(uid, sid, now),
-            codec.iso(now),
-            self.config.max_messages,
-            message,
-            snapshot,
-        ]
-        with self._writing((uid, sid)) as write:
-            reply = yield RunScript(ScriptName.APPEND, self._write_keys(uid, sid, request_id), args)
-            turn = int(reply[0])
-            if turn == 0:
-                raise SessionNotFound(f"session {sid} of user {uid!r} does not exist")
-            self._written_around(reply[3])
-            if write.before is not None:
-                patch = {
-                    b"turns": str(turn).encode(),
-                    b"updated_at": codec.iso(now).encode(),
-                    **codec.monotonic_fields(reply[1], reply[2]),
-                }
-                write.after = {**write.before, **patch}
-            return turn
-
-    def get_messages(
-        self,
-        session_id: str | uuid.UUID,
-        user_id: str,
-        limit: int = 50,
-        before_turn_no: int | None = None,
-    ) -> Op[list[Message]]:
-        """The core operation behind ``SessionStore.get_messages`` (documented there)."""
-        sid, uid = check_uuid(session_id), check_user_id(user_id)
-        limit = min(_check_int(limit, "limit", minimum=1), self.config.max_messages)
-        if before_turn_no is not None:
-            _check_int(before_turn_no, "before_turn_no", minimum=1)
-        reply = yield from self._read_script(
-            uid, sid, limit, whole=False, snapshots=False, before=before_turn_no
-        )
-        if not reply:
-            return []
-        messages, problems = codec.decode_messages(int(reply[1]), reply[2])
-        self._report_parts(uid, sid, problems, [])
-        return messages
-
-    def get_whiteboard_state(
-        self,
-        session_id: str | uuid.UUID,
-        user_id: str,
-        target_snapshot_index: int | None = None,
-    ) -> Op[list[dict[str, Any]]]:
-        """The core operation behind ``SessionStore.get_whiteboard_state`` (documented there)."""
-        sid, uid = check_uuid(session_id), check_user_id(user_id)
-        if target_snapshot_index is not None:
-            _check_int(target_snapshot_index, "target_snapshot_index", minimum=0)
-        record_key, _, snapshots_key = self.keys.session_keys(uid, sid)
-        flat = yield RunScript(
-            ScriptName.BOARD,
-            [record_key, snapshots_key],
-            [uid, "" if target_snapshot_index is None else target_snapshot_index],
-        )
-        actions, problems = codec.board_actions(flat)
-        self._report_parts(uid, sid, [], problems)
-        return actions
-
-    # ------------------------------------------------------------------ folders
-
-    def put_folder(self, user_id: str, folder: Folder) -> Op[Folder]:
-        """The core operation behind ``SessionStore.put_folder`` (documented there)."""
-        uid = check_user_id(user_id)
-        if not isinstance(folder, Folder):
-            raise InvalidInput(f"folder must be a Folder, got {type(folder).__name__}")
-        fid = check_uuid(folder.id, "folder id")
-        if not isinstance(folder.name, str) or not isinstance(folder.knowledge_base, str):
-            raise InvalidInput("folder name and knowledge_base must be str")
-        now = self.now()
-        pairs = codec.folder_fields(msgspec.structs.replace(folder, id=fid), uid, now)
-        size = sum(len(v) for _, v in pairs)
-        if size > self.config.max_context_bytes // 2:
-            raise InvalidInput(
-                f"folder is {size} bytes; at most max_context_bytes/2 = "
-                f"{self.config.max_context_bytes // 2} (its analysis is copied into contexts)"
-            )
-        created = yield RunScript(
-            ScriptName.PUT_FOLDER, [self.keys.folder(uid, fid)], codec.flatten(pairs)
-        )
-        return msgspec.structs.replace(
-            folder, id=uuid.UUID(fid), created_at=codec.parse_time(created), updated_at=now
-        )
-
-    def get_folder_data(self, folder_id: str | uuid.UUID, user_id: str) -> Op[Folder | None]:
-        """The core operation behind ``SessionStore.get_folder_data`` (documented there)."""
-        fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
-        if self.folder_source is not None:
-            found: Folder | None = yield LoadFolder(fid, uid)
-            return found
-        key = self.keys.folder(uid, fid)
-        try:
-            fields = yield Command(("HGETALL", key))
-        except SessionStoreError as exc:
-            if _is_wrongtype(exc):
-                raise self._damage(key, NOT_A_HASH) from exc
-            raise
-        if not fields:
-            return None
-        try:
-            return codec.folder_from_fields(fields, uid, fid)
-        except codec.CorruptRecord as exc:
-            self.report_corrupt(key, exc)
-            return None
-
-    def delete_folder(
-        self, folder_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
-    ) -> Op[bool]:
-        """The core operation behind ``SessionStore.delete_folder`` (documented there)."""
-        fid, uid = check_uuid(folder_id, "folder_id"), check_user_id(user_id)
-        keys = [self.keys.folder(uid, fid), self.request_key(uid, request_id)]
-        reply = yield RunScript(ScriptName.DELETE_FOLDER, keys, [fid, self._replay_window_ms])
-        return bool(int(reply[0]))
-
     # ------------------------------------------------------------------ maintenance
 
     def cleanup_expired_sessions(
@@ -794,27 +423,4 @@ class StoreCore(CacheCoherence):
         """The core operation behind ``SessionStore.check`` (documented there)."""
         return maintenance.check(
             self, repair=repair, drop_corrupt=drop_corrupt, count=count, progress=progress
-        )
-
-    # ------------------------------------------------------------------ pure
-
-    def execute(self, request: Request) -> Op[Any]:
-        """One raw request, its reply returned as it is (for tools and tests)."""
-        reply = yield request
-        return reply
-
-    def current_stats(self) -> StoreStats:
-        """The counters behind ``stats()``."""
-        hits, misses = self.cache.hits, self.cache.misses
-        total = hits + misses
-        return StoreStats(
-            cache_hits=hits,
-            cache_misses=misses,
-            cache_hit_rate=hits / total if total else 0.0,
-            cache_size=len(self.cache),
-            undecodable_records=self._undecodable,
-            invalidations_received=self.invalidations_received,
-            cache_flushes=self.cache_flushes,
-            cache_serving=self.cache_serving and time.monotonic() < self._serve_until,
-            link_drops=self.link_drops,
         )
