@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from . import codec, maintenance
+from . import codec, maintenance, message_codec
 from ._corebase import (
     MAX_LIST_LIMIT,
     MAX_LIST_OFFSET,
@@ -200,11 +200,11 @@ class StoreCore(MessageOps, FolderOps):
         session = self._session(record, uid, sid)
         self._fill_cache((uid, sid), record, epoch)
         first = int(reply[1])
-        messages, bad_messages = codec.decode_messages(first, reply[2])
-        snapshots, bad_snapshots = codec.decode_snapshots(first, reply[3])
+        messages, bad_messages = message_codec.decode_messages(first, reply[2])
+        snapshots, bad_snapshots = message_codec.decode_snapshots(first, reply[3])
         self._report_parts(uid, sid, bad_messages, bad_snapshots)
         context = session.context
-        context.history = codec.history_entries(messages)
+        context.history = message_codec.history_entries(messages)
         context.whiteboard_history = snapshots
         return context
 

@@ -6,7 +6,7 @@ import uuid
 
 import msgspec
 
-from . import codec
+from . import codec, folders
 from ._corebase import (
     NOT_A_HASH,
     CoreBase,
@@ -34,7 +34,7 @@ class FolderOps(CoreBase):
         if not isinstance(folder.name, str) or not isinstance(folder.knowledge_base, str):
             raise InvalidInput("folder name and knowledge_base must be str")
         now = self.now()
-        pairs = codec.folder_fields(msgspec.structs.replace(folder, id=fid), uid, now)
+        pairs = folders.folder_fields(msgspec.structs.replace(folder, id=fid), uid, now)
         size = sum(len(v) for _, v in pairs)
         if size > self.config.max_context_bytes // 2:
             raise InvalidInput(
@@ -64,7 +64,7 @@ class FolderOps(CoreBase):
         if not fields:
             return None
         try:
-            return codec.folder_from_fields(fields, uid, fid)
+            return folders.folder_from_fields(fields, uid, fid)
         except codec.CorruptRecord as exc:
             self.report_corrupt(key, exc)
             return None

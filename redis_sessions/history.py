@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from . import codec
+from . import codec, message_codec
 from ._corebase import (
     CoreBase,
     _check_int,
@@ -42,7 +42,9 @@ class MessageOps(CoreBase):
         """The core operation behind ``SessionStore.append_message`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         now = self.now()
-        message, snapshot = codec.encode_message(role, text, payload, whiteboard_actions, now)
+        message, snapshot = message_codec.encode_message(
+            role, text, payload, whiteboard_actions, now
+        )
         size = len(message) + len(snapshot)
         if size > self.config.max_context_bytes:
             raise InvalidInput(
@@ -87,7 +89,7 @@ class MessageOps(CoreBase):
         )
         if not reply:
             return []
-        messages, problems = codec.decode_messages(int(reply[1]), reply[2])
+        messages, problems = message_codec.decode_messages(int(reply[1]), reply[2])
         self._report_parts(uid, sid, problems, [])
         return messages
 
@@ -107,6 +109,6 @@ class MessageOps(CoreBase):
             [record_key, snapshots_key],
             [uid, "" if target_snapshot_index is None else target_snapshot_index],
         )
-        actions, problems = codec.board_actions(flat)
+        actions, problems = message_codec.board_actions(flat)
         self._report_parts(uid, sid, [], problems)
         return actions

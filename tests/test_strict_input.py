@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redis_sessions import InvalidInput, SessionStore, TutorContext, codec
+from redis_sessions import InvalidInput, SessionStore, TutorContext, codec, message_codec
 from redis_sessions.models import UserConceptMastery
 from redis_sessions.samples import chat_turn, realistic_context
 from redis_sessions.validation import (
@@ -215,9 +215,9 @@ def test_the_bound_is_exact() -> None:
     assert errors == [
         f"$.last_event{steps}: nested deeper than {MAX_DEPTH} levels of objects and arrays"
     ]
-    assert codec.encode_message("user", "t", nested(MAX_DEPTH), None, _now())
+    assert message_codec.encode_message("user", "t", nested(MAX_DEPTH), None, _now())
     with pytest.raises(InvalidInput, match="nested deeper than 64"):
-        codec.encode_message("user", "t", nested(MAX_DEPTH + 1), None, _now())
+        message_codec.encode_message("user", "t", nested(MAX_DEPTH + 1), None, _now())
 
 
 @pytest.mark.parametrize("levels", DEPTHS)
