@@ -68,15 +68,19 @@ class TTLCache(Generic[K, V]):
             return None
         return item[1]
 
-    def put(self, key: K, value: V) -> None:
-        """Store ``value`` for ``key``, fresh for ``ttl`` seconds, evicting the least recently used past ``maxsize``."""
+    def put(self, key: K, value: V, *, cold: bool = False) -> None:
+        """Store ``value`` for ``key``, fresh for ``ttl`` seconds, evicting the least recently used
+        past ``maxsize``. A ``cold`` value (one nobody has read yet) enters at the least recently
+        used end: it never pushes out an entry in use, and when the cache is full it is not kept
+        at all; its first read brings it in as usual."""
         if self.maxsize == 0:
             return
         now = self._timer()
         with self._lock:
             self._maybe_sweep(now)
+            known = key in self._data
             self._data[key] = (now + self.ttl, value)
-            self._data.move_to_end(key)
+            self._data.move_to_end(key, last=not cold or known)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
 

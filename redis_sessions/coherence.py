@@ -40,13 +40,16 @@ class CachedRecord(dict[bytes, bytes]):
 class _Write:
     """One write in flight: the bracket of ``StoreCore._writing`` (a context manager)."""
 
-    __slots__ = ("after", "before", "core", "epoch", "key")
+    __slots__ = ("after", "before", "cold", "core", "epoch", "key")
 
     def __init__(self, core: CacheCoherence, key: tuple[str, str]) -> None:
         self.core, self.key = core, key
         self.before: Record | None = None
         #: the exact record Redis holds once the write succeeded, when the operation knows it
         self.after: Record | None = None
+        #: the record is new (a create): cached cold, so that a burst of creates never pushes
+        #: sessions in use out of the cache (see TTLCache.put)
+        self.cold = False
         self.epoch = 0
 
     def __enter__(self) -> _Write:
@@ -62,7 +65,7 @@ class _Write:
         with core._lock:
             fresh = core.freshness.unchanged_since(key, self.epoch)
             if self.after is not None and fresh and core.cache_serving:
-                core.cache.put(key, CachedRecord(self.after))
+                core.cache.put(key, CachedRecord(self.after), cold=self.cold)
             else:
                 core.cache.evict(key)
             core.freshness.invalidate(key)

@@ -97,7 +97,7 @@ class StoreCore(MessageOps, FolderOps):
                 reply = yield RunScript(ScriptName.CREATE, keys, args)
                 if reply[0] == 1 and reply[1] == b"none" and reply[2] == sid.encode():
                     # no folder was copied in: the record is exactly what was sent
-                    write.after = record
+                    write.after, write.cold = record, True
             if reply[0] == 1:
                 sid = bytes(reply[2]).decode()  # a replayed create names the session it made
                 self._written_around(reply[3])

@@ -191,3 +191,35 @@ def test_a_read_that_saw_redis_before_a_write_never_fills_the_cache(store: Sessi
     assert store._core.cache.peek(("alice", str(sid))) is None
     again = store.get_session_context(sid, "alice")
     assert again is not None and again.session_goal == "new"
+
+
+def test_a_burst_of_creates_never_pushes_sessions_in_use_out(
+    store_factory: StoreFactory,
+) -> None:
+    store = store_factory(cache_size=4)
+    hot = [store.create_session("alice") for _ in range(4)]
+    for sid in hot:
+        assert store.get_session(sid, "alice") is not None  # in use
+    for _ in range(20):
+        store.create_session("bob")  # a burst of new sessions
+    before = store.stats().cache_hits
+    for sid in hot:
+        assert store.get_session(sid, "alice") is not None
+    assert store.stats().cache_hits == before + 4  # all four still served from memory
+    fresh = store.create_session("carol")
+    assert store.get_session(fresh, "carol") is not None  # a miss brings it in as usual
+    assert store.get_session(fresh, "carol") is not None
+    assert store.stats().cache_hits == before + 5
+
+
+def test_cold_entries_wait_at_the_lru_end() -> None:
+    cache: TTLCache[str, int] = TTLCache(3, 60.0, 600.0)
+    cache.put("a", 1)
+    cache.put("new", 2, cold=True)  # room for it: kept, at the LRU end
+    cache.put("b", 3)
+    cache.put("c", 4)  # full: the LRU end goes, the cold entry first
+    assert cache.peek("new") is None and cache.peek("a") == 1
+    cache.put("late", 5, cold=True)  # full: a cold entry is not kept
+    assert cache.peek("late") is None and len(cache) == 3
+    cache.put("a", 9, cold=True)  # a key already there is updated as one in use
+    assert cache.peek("a") == 9
