@@ -194,6 +194,17 @@ class CoreBase(CacheCoherence):
                 "(`redis-sessions check --repair --drop-corrupt` rebuilds it)",
             )
 
+    def _read_hash(self, command: str, key: str, *args: Arg) -> Op[Any]:
+        """One read command on a hash key of the store (HGETALL, HMGET, ...); a key of another
+        type raises CorruptData naming it, reported like any damage."""
+        try:
+            reply = yield Command((command, key, *args))
+        except SessionStoreError as exc:
+            if _is_wrongtype(exc):
+                raise self._damage(key, NOT_A_HASH) from exc
+            raise
+        return reply
+
     def _record(
         self, user_id: str, session_id: str, *, use_cache: bool = True
     ) -> Op[Record | None]:
@@ -204,12 +215,7 @@ class CoreBase(CacheCoherence):
             return cached
         key = self.keys.session(user_id, session_id)
         epoch = self.freshness.token()
-        try:
-            record: Record = yield Command(("HGETALL", key))
-        except SessionStoreError as exc:
-            if _is_wrongtype(exc):
-                raise self._damage(key, NOT_A_HASH) from exc
-            raise
+        record: Record = yield from self._read_hash("HGETALL", key)
         if not record:
             return None
         self._fill_cache(cache_key, record, epoch)

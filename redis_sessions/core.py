@@ -25,17 +25,14 @@ from ._corebase import (
     MAX_LIST_LIMIT,
     MAX_LIST_OFFSET,
     MAX_MODIFY_RETRIES,
-    NOT_A_HASH,
     AsyncModifyFn,
     _check_int,
-    _is_wrongtype,
     logger,
 )
 from .exceptions import (
     BackendError,
     InvalidInput,
     SessionNotFound,
-    SessionStoreError,
     VersionConflict,
 )
 from .folder_ops import FolderOps
@@ -310,12 +307,7 @@ class StoreCore(MessageOps, FolderOps):
         if self._cached((uid, sid)) is not None:
             return True
         key = self.keys.session(uid, sid)
-        try:
-            values = yield Command(("HMGET", key, *codec.META_FIELDS))
-        except SessionStoreError as exc:
-            if _is_wrongtype(exc):
-                raise self._damage(key, NOT_A_HASH) from exc
-            raise
+        values = yield from self._read_hash("HMGET", key, *codec.META_FIELDS)
         problem = codec.meta_problem(values, uid)
         if problem is None:
             return True

@@ -8,17 +8,14 @@ import msgspec
 
 from . import codec, folders
 from ._corebase import (
-    NOT_A_HASH,
     CoreBase,
-    _is_wrongtype,
 )
 from .exceptions import (
     InvalidInput,
-    SessionStoreError,
 )
 from .keys import check_user_id, check_uuid
 from .records import Folder
-from .requests import Command, LoadFolder, Op, RunScript
+from .requests import LoadFolder, Op, RunScript
 from .scripts import ScriptName
 
 
@@ -55,12 +52,7 @@ class FolderOps(CoreBase):
             found: Folder | None = yield LoadFolder(fid, uid)
             return found
         key = self.keys.folder(uid, fid)
-        try:
-            fields = yield Command(("HGETALL", key))
-        except SessionStoreError as exc:
-            if _is_wrongtype(exc):
-                raise self._damage(key, NOT_A_HASH) from exc
-            raise
+        fields = yield from self._read_hash("HGETALL", key)
         if not fields:
             return None
         try:
