@@ -16,14 +16,16 @@
 -- ARGV[7] = how long the reply is kept for a resent request, milliseconds
 -- ARGV[8] = now, ISO-8601 text (updated_at)
 -- ARGV[9] = expected version, or "" to write whatever the version is
--- ARGV[10] = base version: the fields below are a change against that version of the record, or ""
---            when they are the whole context
+-- ARGV[10] = base version: the fields below are a change against that version of the record; or ""
+--            when they are the whole context, "*" when they are and the store wants to cache the
+--            record it makes (the reply then also says what else the record holds, see below)
 -- ARGV[11] = latest_turn_no, ARGV[12] = latest_snapshot_index ("" : not given); each is only ever
 --            raised, never lowered (the store allocates turns)
 -- ARGV[13] = k, how many field names follow to remove
 -- ARGV[14..13+k] = context fields to remove (those now at their default)
 -- ARGV[14+k..] = field, value pairs to set ("c:<name>" JSON fields and "folder_id")
--- Returns {1, new_version, latest_turn_no, latest_snapshot_index, damaged}; {0} when the record is
+-- Returns {1, new_version, latest_turn_no, latest_snapshot_index, damaged}, followed with a "*" base by
+-- created_at, ended_at, turns, schema ("" where absent) and the record's field count; {0} when the record is
 -- missing or belongs to another user (it is never re-created); {-1, stored_version} on a version
 -- conflict; {-2, stored_version} when the record is no longer at the base version (nothing was
 -- written).
@@ -47,7 +49,7 @@ local version, turn, snapshot = meta.version, meta.turn, meta.snapshot
 if expected ~= '' and tonumber(expected) ~= version then
   return {-1, version}
 end
-if base ~= '' and tonumber(base) ~= version then
+if base ~= '' and base ~= '*' and tonumber(base) ~= version then
   return {-2, version}
 end
 
@@ -72,4 +74,13 @@ local new_version = version + 1
 redis.call('HSET', record_key, 'updated_at', now_iso, 'version', new_version,
   unpack(ARGV, first_pair, #ARGV))
 local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
-return remember(request_key, window_ms, this_write, {1, new_version, turn, snapshot, damaged})
+local reply = {1, new_version, turn, snapshot, damaged}
+if base == '*' then
+  local created, ended, turns, schema = unpack(redis.call('HMGET', record_key,
+    'created_at', 'ended_at', 'turns', 'schema'))
+  for _, value in ipairs({created, ended, turns, schema}) do
+    reply[#reply + 1] = value or ''
+  end
+  reply[#reply + 1] = redis.call('HLEN', record_key)
+end
+return remember(request_key, window_ms, this_write, reply)

@@ -316,6 +316,27 @@ class ContextChange(NamedTuple):
         return record
 
 
+def whole_record(
+    user_id: str,
+    session_id: str,
+    change: ContextChange,
+    *,
+    meta: list[bytes],
+    latest_turn: int | bytes,
+    latest_snapshot: int | bytes,
+) -> dict[bytes, bytes]:
+    """The record a whole-context update left, but for ``version`` and ``updated_at``: the context
+    fields sent, the turn counters as the script kept them, and ``meta`` as ``update.lua`` read it
+    (created_at, ended_at, turns, schema; b"" where absent)."""
+    record = {b"user_id": user_id.encode(), b"session_id": session_id.encode()}
+    for name, value in zip((b"created_at", b"ended_at", b"turns", b"schema"), meta, strict=True):
+        if value:
+            record[name] = value
+    record.update(change.sets)
+    record.update(monotonic_fields(latest_turn, latest_snapshot))
+    return record
+
+
 def context_change(
     fields: Mapping[bytes, bytes], stored: Mapping[bytes, bytes] | None
 ) -> ContextChange:

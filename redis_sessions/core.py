@@ -237,15 +237,17 @@ class StoreCore(MessageOps, FolderOps):
         ]
         keys = self._write_keys(uid, sid, request_id)
         with self._writing((uid, sid)) as write:
+            # a whole context: "*" asks the script for what else the record holds, to cache it
+            whole = b"*" if self.cache_serving and self.config.cache_size else b""
             base = write.before if write.before is peeked else None
             base_version = base.get(b"version") if base is not None else None
             if base_version is None:
-                base, base_version = None, b""
+                base, base_version = None, whole
             change = codec.context_change(fields, base)
             reply = yield RunScript(ScriptName.UPDATE, keys, [*head, base_version, *change.args()])
             if int(reply[0]) == -2:  # Redis moved on from the cached version: send it whole
                 base, change = None, codec.context_change(fields, None)
-                reply = yield RunScript(ScriptName.UPDATE, keys, [*head, b"", *change.args()])
+                reply = yield RunScript(ScriptName.UPDATE, keys, [*head, whole, *change.args()])
             status = int(reply[0])
             if status == 0:
                 return False
@@ -255,9 +257,24 @@ class StoreCore(MessageOps, FolderOps):
             self._written_around(reply[4])
             if base is not None:
                 record = change.applied_to(base, int(reply[2]), int(reply[3]))
-                record[b"version"] = str(reply[1]).encode()
-                record[b"updated_at"] = stamp.encode()
-                write.after = record
+            elif len(reply) > 5:  # whole: the record is what was sent and what the script said
+                record = codec.whole_record(
+                    uid,
+                    sid,
+                    change,
+                    meta=reply[5:9],
+                    latest_turn=reply[2],
+                    latest_snapshot=reply[3],
+                )
+                if len(record) + 2 != int(
+                    reply[9]
+                ):  # fields this version does not know: not cached
+                    return True
+            else:
+                return True
+            record[b"version"] = str(reply[1]).encode()
+            record[b"updated_at"] = stamp.encode()
+            write.after = record
             return True
 
     def modify(

@@ -188,7 +188,9 @@ def test_a_read_that_saw_redis_before_a_write_never_fills_the_cache(store: Sessi
     with pytest.raises(StopIteration) as done:
         read.send(stale_reply)
     assert done.value.value.context.session_goal == "old"  # what it saw, returned as such
-    assert store._core.cache.peek(("alice", str(sid))) is None
+    # the cache holds what the write left (a whole update caches its record), never the stale read
+    key = store._core.keys.session("alice", str(sid))
+    assert store._core.cache.peek(("alice", str(sid))) == store.client.hgetall(key)
     again = store.get_session_context(sid, "alice")
     assert again is not None and again.session_goal == "new"
 

@@ -105,7 +105,8 @@ def test_a_change_against_a_version_another_writer_replaced_is_sent_again_whole(
     recorder = Recorder(a)
     assert a.update_session_context(sid, USER, ctx)
     first, second = recorder.take()
-    assert update_args(first)["base"] == b"1" and update_args(second)["base"] == b""
+    # sent again whole ("*": and the store caches the record it makes)
+    assert update_args(first)["base"] == b"1" and update_args(second)["base"] == b"*"
     assert stored_context(a, sid) == ctx  # B's state and lesson plan replaced: last writer wins
     assert a.client.hget(a.keyspace.session(USER, sid), "version") == b"3"
 
@@ -206,3 +207,42 @@ def test_fields_equal_to_the_stored_ones_are_not_validated_again() -> None:
     )
     change = codec.context_change(fields, stored)
     assert change.sets == {b"c:state": b'"fine"'} and change.removals == []
+
+
+def test_a_whole_update_caches_what_it_wrote_so_the_next_sends_only_a_change(
+    store: SessionStore,
+) -> None:
+    sid = store.create_session(USER, initial_context=realistic_context(USER))
+    store.append_message(sid, USER, "user", "hi")
+    store.end_session(sid, USER)
+    store._core.cache.clear()  # nothing cached: the next update is whole
+    ctx = store_context = realistic_context(USER)
+    ctx.session_id = uuid.UUID(str(sid))
+    ctx.session_goal = "whole"
+    recorder = Recorder(store)
+    assert store.update_session_context(sid, USER, ctx)
+    (whole,) = recorder.take()
+    assert update_args(whole)["base"] == b"*"
+    key = store.keyspace.session(USER, str(sid))
+    assert store._core.cache.peek((USER, str(sid))) == store.client.hgetall(key)  # exactly
+    store_context.state = "then a small change"
+    assert store.update_session_context(sid, USER, store_context)
+    (small,) = recorder.take()
+    assert update_args(small)["base"] == b"2" and set(update_args(small)["sets"]) == {b"c:state"}  # type: ignore[arg-type]
+    # the turn counter only ever goes up: the message appended above keeps it at 1
+    expected = msgspec.structs.replace(store_context, history=[], latest_turn_no=1)
+    assert stored_context(store, sid) == expected
+    assert store.get_session_context(sid, USER) == expected  # and the cache holds the same
+
+
+def test_a_record_with_fields_of_a_newer_version_is_not_cached_from_a_whole_update(
+    store: SessionStore,
+) -> None:
+    sid = store.create_session(USER)
+    key = store.keyspace.session(USER, str(sid))
+    store.client.hset(key, "c:from_the_future", b"1")
+    store._core.cache.clear()
+    ctx = TutorContext(user_id=USER, session_id=uuid.UUID(str(sid)), session_goal="g")
+    assert store.update_session_context(sid, USER, ctx)
+    assert store._core.cache.peek((USER, str(sid))) is None  # it could not know that field
+    assert store.client.hget(key, "c:from_the_future") == b"1"
