@@ -428,7 +428,7 @@ def outcome_recorded(ctx: Any, sid: str | None = None) -> Any:
     """A copy of ``ctx`` (of session ``sid`` if given) with one more quiz outcome recorded."""
     out = msgspec.json.decode(msgspec.json.encode(ctx), type=type(ctx))
     if sid is not None:
-        out.session_id = uuid.UUID(sid)
+        out.session_id = uuid.UUID(str(sid))
     out.user_model_state.record_outcome("concept-07", "incorrect", "mixed up the axes", now=NOW)
     return out
 

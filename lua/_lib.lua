@@ -37,17 +37,21 @@ local function is_time(value)
 end
 
 -- The metadata of a session record that every write relies on, checked before anything is written.
--- Returns a table {version, turns, turn, snapshot} (the last two: c:latest_turn_no and
--- c:latest_snapshot_index, 0 when absent), or nil and why: '' when there is no record, else what is
--- damaged (a script returns corrupt(record_key, why) for it; codec.meta_problem is the same check).
+-- Returns a table {version, turns, turn, snapshot, ended, ttl_until, created, schema, turns_text}
+-- (turns_text: turns as stored, or false; turn and
+-- snapshot: c:latest_turn_no and c:latest_snapshot_index, 0 when absent; ended: ended_at or false;
+-- ttl_until: see keep_alive, 0 when absent or not an integer), or nil and why: '' when there is no
+-- record, else what is damaged (a script returns corrupt(record_key, why) for it;
+-- codec.meta_problem is the same check). One HMGET answers everything a write needs to know.
 local META_FIELDS = {'user_id', 'version', 'turns', 'created_at', 'updated_at',
-  'c:latest_turn_no', 'c:latest_snapshot_index'}
+  'c:latest_turn_no', 'c:latest_snapshot_index', 'ended_at', 'ttl_until', 'schema'}
 local function record_meta(record_key, user_id)
   local got = redis.pcall('HMGET', record_key, unpack(META_FIELDS))
   if failed(got) then
     return nil, 'holds another type than a hash'
   end
-  local owner, version, turns, created, updated, turn, snapshot = unpack(got, 1, 7)
+  local owner, version, turns, created, updated, turn, snapshot, ended, ttl_until, schema =
+    unpack(got, 1, 10)
   if not owner then
     if redis.call('EXISTS', record_key) == 1 then
       return nil, 'the record has no user_id'
@@ -70,50 +74,104 @@ local function record_meta(record_key, user_id)
     return nil, 'created_at or updated_at is not an ISO-8601 time'
   end
   return {version = tonumber(version), turns = tonumber(turns or '0'),
-    turn = tonumber(turn or '0'), snapshot = tonumber(snapshot or '0')}
+    turn = tonumber(turn or '0'), snapshot = tonumber(snapshot or '0'), ended = ended,
+    ttl_until = is_int(ttl_until) and tonumber(ttl_until) or 0, created = created,
+    schema = schema, turns_text = turns}
+end
+
+-- The TTL backstop of a session's three keys, set where it is due rather than on every write.
+-- The record's ttl_until field holds when (epoch ms, the store's clock) the keys' TTL runs out; a
+-- write refreshes it only when fewer than ttl_ms remain, and then gives all three keys the same
+-- ttl_ms + grace (grace: an eighth of ttl_ms, at most a day), so that they expire together, never
+-- sooner than ttl_ms after the last write and at most grace later. Relative PEXPIREs, so that a
+-- store clock that differs from the server's cannot expire anything early. Returns the deadline
+-- (0 when there is no TTL); a key a write creates afterwards (messages, snapshots) takes the rest
+-- of it with expire_fresh.
+local function ttl_span(ttl)
+  return ttl + math.min(math.floor(ttl / 8), 86400000)
+end
+
+local function keep_alive(keys, meta, now_ms, ttl_ms)
+  local ttl = tonumber(ttl_ms)
+  if ttl <= 0 then
+    return 0
+  end
+  if meta.ttl_until >= now_ms + ttl then
+    return meta.ttl_until
+  end
+  local span = ttl_span(ttl)
+  local deadline = now_ms + span
+  redis.call('HSET', keys[1], 'ttl_until', string.format('%d', deadline))
+  for i = 1, 3 do
+    redis.call('PEXPIRE', keys[i], span)
+  end
+  return deadline
+end
+
+-- A key a write just created (the first message, a snapshot) expires with its session's keys.
+local function expire_fresh(key, deadline, now_ms)
+  if deadline > now_ms then
+    redis.call('PEXPIRE', key, deadline - now_ms)
+  end
 end
 
 -- Record a session's activity: its user index entry (scored in epoch microseconds: exactly the
 -- record's updated_at, so listing order and updated_at agree), its expiry entry (the live or the
--- ended index, by whether the record has ended_at; scored in milliseconds), and the TTL backstop
--- of its three keys (0: no TTL); and announce the change. An index key of another type than a sorted set (damage) does not stop the
--- write: it is left alone, and returned (names joined by newlines, '' when none) for the store to
--- report; `check --repair --drop-corrupt` rebuilds it.
-local function touch(keys, session_id, member, now_us, ttl_ms, channel)
-  local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
+-- ended index, by `ended`: whether the record has ended_at after this write; scored in
+-- milliseconds; a record that had ended already left the live index then), and the TTL backstop
+-- where it is due (keep_alive, with `meta` as record_meta read it before the write); and announce
+-- the change. An index key of another type than a sorted set (damage) does not stop the write: it
+-- is left alone, and returned (names joined by newlines, '' when none) for the store to report;
+-- `check --repair --drop-corrupt` rebuilds it. Returns that and the TTL deadline.
+local function touch(keys, session_id, member, now_us, ttl_ms, channel, meta, ended)
+  local index_key, live_key, ended_key = keys[4], keys[5], keys[6]
   local damaged = {}
   local function zset(command, key, ...)
     if failed(redis.pcall(command, key, ...)) then
       damaged[#damaged + 1] = key
     end
   end
-  local now_ms = string.format('%d', math.floor(tonumber(now_us) / 1000))
+  local now_ms = math.floor(tonumber(now_us) / 1000)
+  local now_text = string.format('%d', now_ms)
   zset('ZADD', index_key, now_us, session_id)
-  if redis.call('HEXISTS', record_key, 'ended_at') == 1 then
-    zset('ZREM', live_key, member)
-    zset('ZADD', ended_key, now_ms, member)
+  if ended then
+    if not meta.ended then
+      zset('ZREM', live_key, member)
+    end
+    zset('ZADD', ended_key, now_text, member)
   else
-    zset('ZADD', live_key, now_ms, member)
+    zset('ZADD', live_key, now_text, member)
   end
-  if tonumber(ttl_ms) > 0 then
-    redis.call('PEXPIRE', record_key, ttl_ms)
-    redis.call('PEXPIRE', messages_key, ttl_ms)
-    redis.call('PEXPIRE', snapshots_key, ttl_ms)
-  end
-  announce(channel, member, now_ms)
-  return table.concat(damaged, '\n')
+  local deadline = keep_alive(keys, meta, now_ms, ttl_ms)
+  announce(channel, member, now_text)
+  return table.concat(damaged, '\n'), deadline
 end
 
 -- Remove a session and everything of it, and announce it. Returns 1 when the record existed (0
--- otherwise), and the index keys it could not clean (another type: damage), as touch does.
+-- otherwise), and the index keys it could not clean (another type: damage), as touch does. The
+-- record says which expiry index holds it (ended_at); without a record (or with a damaged one)
+-- both are cleaned. UNLINK: a large messages hash is freed off Redis's main thread.
 local function cascade(keys, session_id, member, channel, now_ms)
   local record_key, messages_key, snapshots_key, index_key, live_key, ended_key = unpack(keys, 1, 6)
-  local existed = redis.call('EXISTS', record_key)
-  redis.call('DEL', record_key, messages_key, snapshots_key)
+  local got = redis.pcall('HMGET', record_key, 'user_id', 'ended_at')
+  local existed, expiry = 1, {live_key, ended_key}
+  if failed(got) then
+    existed = redis.call('EXISTS', record_key)
+  elseif not got[1] then
+    existed = redis.call('EXISTS', record_key)
+  elseif got[2] then
+    expiry = {ended_key}
+  else
+    expiry = {live_key}
+  end
+  redis.call('UNLINK', record_key, messages_key, snapshots_key)
   local damaged = {}
-  for _, pair in ipairs({{index_key, session_id}, {live_key, member}, {ended_key, member}}) do
-    if failed(redis.pcall('ZREM', pair[1], pair[2])) then
-      damaged[#damaged + 1] = pair[1]
+  if failed(redis.pcall('ZREM', index_key, session_id)) then
+    damaged[#damaged + 1] = index_key
+  end
+  for _, key in ipairs(expiry) do
+    if failed(redis.pcall('ZREM', key, member)) then
+      damaged[#damaged + 1] = key
     end
   end
   announce(channel, member, now_ms)

@@ -55,12 +55,30 @@ if latest_snapshot > 0 then
 end
 redis.call('HSET', record_key, unpack(fields))
 
--- Trim: everything at or below turn - keep goes (a contiguous run, so stop at the first gap).
+-- Trim: everything at or below turn - keep goes. Earlier appends trimmed below that already, so
+-- one HDEL of the two turns at the line finds one (or none); two found means keep was lowered
+-- since, and the run below goes too, two by two, down to the first gap. Snapshots go with their
+-- turns (none can sit above the latest snapshot index).
 local old = turn - keep
-while old >= 1 and redis.call('HDEL', messages_key, old) == 1 do
-  redis.call('HDEL', snapshots_key, old)
-  old = old - 1
+while old >= 1 do
+  local found = redis.call('HDEL', messages_key, old, old - 1)
+  if latest_snapshot >= old - 1 then
+    redis.call('HDEL', snapshots_key, old, old - 1)
+  end
+  if found < 2 then
+    break
+  end
+  old = old - 2
 end
 
-local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
+local now_ms = math.floor(tonumber(now_us) / 1000)
+local damaged, deadline = touch(KEYS, session_id, member, now_us, ttl_ms, channel, meta, meta.ended)
+if deadline == meta.ttl_until then  -- not refreshed: the keys this append made need their TTL
+  if meta.turns == 0 then  -- the first message made the messages key (trimming keeps the last)
+    expire_fresh(messages_key, deadline, now_ms)
+  end
+  if snapshot ~= '' then
+    expire_fresh(snapshots_key, deadline, now_ms)
+  end
+end
 return remember(request_key, window_ms, this_write, {turn, latest_turn, latest_snapshot, damaged})

@@ -36,10 +36,8 @@ if redis.call('EXISTS', record_key) == 1 then
   return {0}
 end
 
+-- the folder's fields, when it is copied in (the record's own are ARGV[9..], passed on by unpack)
 local fields = {}
-for i = 9, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
 
 local function string_list(value)
   if value == nil then return true end
@@ -92,6 +90,22 @@ if folder_id ~= '' then
   end
 end
 
-redis.call('HSET', record_key, unpack(fields))
-local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
+-- a new record: its keys' TTL deadline (see keep_alive) is set here, with the record's only key
+local now_ms = math.floor(tonumber(now_us) / 1000)
+local ttl = tonumber(ttl_ms)
+local span = ttl_span(ttl)
+if #fields > 0 then
+  redis.call('HSET', record_key, unpack(fields))
+end
+if ttl > 0 then
+  redis.call('HSET', record_key, 'ttl_until', string.format('%d', now_ms + span),
+    unpack(ARGV, 9, #ARGV))
+else
+  redis.call('HSET', record_key, unpack(ARGV, 9, #ARGV))
+end
+local meta = {ended = false, ttl_until = ttl > 0 and now_ms + span or 0}
+local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel, meta, false)
+if ttl > 0 then
+  redis.call('PEXPIRE', record_key, span)
+end
 return remember(request_key, window_ms, this_write, {1, folder_status, session_id, damaged})

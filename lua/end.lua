@@ -29,8 +29,12 @@ local meta, reply = begin_write(request_key, this_write, record_key, user_id, {}
 if not meta then
   return reply
 end
-redis.call('HSETNX', record_key, 'ended_at', now_iso)
-redis.call('HSET', record_key, 'updated_at', now_iso)
-local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
-local ended = redis.call('HGET', record_key, 'ended_at')
+-- ended_at is set once: ending an ended session keeps the first time
+local ended = meta.ended or now_iso
+if meta.ended then
+  redis.call('HSET', record_key, 'updated_at', now_iso)
+else
+  redis.call('HSET', record_key, 'ended_at', now_iso, 'updated_at', now_iso)
+end
+local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel, meta, true)
 return remember(request_key, window_ms, this_write, {ended, damaged})

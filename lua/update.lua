@@ -25,7 +25,7 @@
 -- ARGV[14..13+k] = context fields to remove (those now at their default)
 -- ARGV[14+k..] = field, value pairs to set ("c:<name>" JSON fields and "folder_id")
 -- Returns {1, new_version, latest_turn_no, latest_snapshot_index, damaged}, followed with a "*" base by
--- created_at, ended_at, turns, schema ("" where absent) and the record's field count; {0} when the record is
+-- created_at, ended_at, turns, schema ("" where absent) and the record's field count (ttl_until left out); {0} when the record is
 -- missing or belongs to another user (it is never re-created); {-1, stored_version} on a version
 -- conflict; {-2, stored_version} when the record is no longer at the base version (nothing was
 -- written).
@@ -56,31 +56,37 @@ end
 if removals > 0 then
   redis.call('HDEL', record_key, unpack(ARGV, 14, first_pair - 1))
 end
-local raised = {}
-if turn_arg ~= '' and tonumber(turn_arg) > turn then
-  turn = tonumber(turn_arg)
-  raised[#raised + 1] = 'c:latest_turn_no'
-  raised[#raised + 1] = turn
-end
-if snapshot_arg ~= '' and tonumber(snapshot_arg) > snapshot then
-  snapshot = tonumber(snapshot_arg)
-  raised[#raised + 1] = 'c:latest_snapshot_index'
-  raised[#raised + 1] = snapshot
-end
-if #raised > 0 then
-  redis.call('HSET', record_key, unpack(raised))
-end
+-- one HSET: the raised turn counters, updated_at, version and the fields sent (copied by unpack,
+-- not by a loop)
 local new_version = version + 1
-redis.call('HSET', record_key, 'updated_at', now_iso, 'version', new_version,
-  unpack(ARGV, first_pair, #ARGV))
-local damaged = touch(KEYS, session_id, member, now_us, ttl_ms, channel)
+local turn_given, snapshot_given = tonumber(turn_arg), tonumber(snapshot_arg)
+if turn_given and turn_given > turn then
+  turn = turn_given
+  if snapshot_given and snapshot_given > snapshot then
+    snapshot = snapshot_given
+    redis.call('HSET', record_key, 'c:latest_turn_no', turn, 'c:latest_snapshot_index', snapshot,
+      'updated_at', now_iso, 'version', new_version, unpack(ARGV, first_pair, #ARGV))
+  else
+    redis.call('HSET', record_key, 'c:latest_turn_no', turn, 'updated_at', now_iso,
+      'version', new_version, unpack(ARGV, first_pair, #ARGV))
+  end
+elseif snapshot_given and snapshot_given > snapshot then
+  snapshot = snapshot_given
+  redis.call('HSET', record_key, 'c:latest_snapshot_index', snapshot, 'updated_at', now_iso,
+    'version', new_version, unpack(ARGV, first_pair, #ARGV))
+else
+  redis.call('HSET', record_key, 'updated_at', now_iso, 'version', new_version,
+    unpack(ARGV, first_pair, #ARGV))
+end
+local damaged, deadline = touch(KEYS, session_id, member, now_us, ttl_ms, channel, meta,
+  meta.ended)
 local reply = {1, new_version, turn, snapshot, damaged}
 if base == '*' then
-  local created, ended, turns, schema = unpack(redis.call('HMGET', record_key,
-    'created_at', 'ended_at', 'turns', 'schema'))
-  for _, value in ipairs({created, ended, turns, schema}) do
-    reply[#reply + 1] = value or ''
-  end
-  reply[#reply + 1] = redis.call('HLEN', record_key)
+  -- what else the record holds, as record_meta read it (an update changes none of it but the
+  -- TTL deadline), and how many fields it has
+  reply[6], reply[7], reply[8], reply[9] = meta.created, meta.ended or '',
+    meta.turns_text or '', meta.schema or ''
+  -- ttl_until is Redis's bookkeeping, not the cache's: not counted
+  reply[10] = redis.call('HLEN', record_key) - (deadline > 0 and 1 or 0)
 end
 return remember(request_key, window_ms, this_write, reply)

@@ -450,6 +450,11 @@ def session_from_fields(fields: Mapping[bytes, bytes], user_id: str, session_id:
     return session_from_parts(session_parts(fields, user_id, session_id))
 
 
+#: Record fields that Redis's bookkeeping keeps and a session never shows: ``ttl_until``, when the
+#: TTL of the session's keys runs out (epoch ms; see keep_alive in lua/_lib.lua). The cache leaves
+#: them out.
+BOOKKEEPING_FIELDS: Final = (b"ttl_until",)
+
 #: The record fields every write script checks before it writes (record_meta in lua/_lib.lua).
 META_FIELDS: Final = (
     "user_id",

@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from .cache import Freshness, TTLCache
+from .codec import BOOKKEEPING_FIELDS
 from .config import StoreConfig
 from .keys import KeySpace
 
@@ -30,7 +31,8 @@ Record = dict[bytes, bytes]
 
 
 class CachedRecord(dict[bytes, bytes]):
-    """A record as the cache holds it: equal to the fields Redis holds, plus, once a hit needed
+    """A record as the cache holds it: equal to the fields Redis holds (less its bookkeeping,
+    codec.BOOKKEEPING_FIELDS), plus, once a hit needed
     them, the parsed metadata and composed lean JSON (a cached record never changes; a write puts
     a new one), so that further hits only decode the context."""
 
@@ -125,7 +127,10 @@ class CacheCoherence:
     def _fill_cache(self, cache_key: tuple[str, str], record: Record, token: int) -> None:
         with self._lock:
             if self.cache_serving and self.freshness.unchanged_since(cache_key, token):
-                self.cache.put(cache_key, CachedRecord(record))
+                cached = CachedRecord(record)
+                for name in BOOKKEEPING_FIELDS:
+                    cached.pop(name, None)
+                self.cache.put(cache_key, cached)
 
     def _cached(self, cache_key: tuple[str, str]) -> Record | None:
         if self.cache_serving and time.monotonic() < self._serve_until:

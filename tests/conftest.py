@@ -11,7 +11,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig
+from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig, codec
 from redis_sessions.embedded import EmbeddedRedis
 
 from .backends import Backend, all_backends, backend_params, server_params
@@ -110,6 +110,11 @@ class StoreMaker:
             self.loop.run_until_complete(self.async_client.aclose())
             self.loop.close()
         self.client.close()
+
+
+def shown(record: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """A record as Redis holds it, less the bookkeeping the cache leaves out (ttl_until)."""
+    return {k: v for k, v in record.items() if k not in codec.BOOKKEEPING_FIELDS}
 
 
 def data_keys(client: Any, prefix: str, *, match: str = "*") -> set[bytes]:

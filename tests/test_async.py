@@ -161,7 +161,7 @@ def test_cancelled_operations_leave_no_partial_session(real_servers: dict) -> No
         for sid in base:
             key = core.keys.session("u", sid)
             cached = core.cache.peek(("u", sid))
-            assert cached is None or cached == await store.client.hgetall(key)
+            assert cached is None or cached == shown(await store.client.hgetall(key))
             session = await store.get_session(sid, "u")
             assert (session is None) == (await store.client.exists(key) == 0)
         for row in await store.list_user_sessions("u", limit=100):  # whole: readable, messages ok
@@ -170,7 +170,7 @@ def test_cancelled_operations_leave_no_partial_session(real_servers: dict) -> No
             await store.client.delete(key)
         await store.aclose()
 
-    from .conftest import server_for
+    from .conftest import server_for, shown
 
     for backend in all_backends():
         if backend.real:

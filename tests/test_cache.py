@@ -10,7 +10,7 @@ from redis_sessions import SessionStore, TutorContext
 from redis_sessions.cache import TTLCache
 from redis_sessions.samples import realistic_context
 
-from .conftest import StoreFactory
+from .conftest import StoreFactory, shown
 
 
 class Timer:
@@ -139,7 +139,7 @@ def test_writes_patch_the_cached_record_exactly(store: SessionStore, write: str)
         store.update_session_context(sid, "alice", ctx)
     cached = store._core.cache.peek(("alice", str(sid)))
     assert cached is not None
-    assert cached == store.client.hgetall(store._core.keys.session("alice", sid))
+    assert cached == shown(store.client.hgetall(store._core.keys.session("alice", sid)))
 
 
 @pytest.mark.parametrize("second", ["end", "append", "update"])
@@ -167,7 +167,9 @@ def test_interleaved_writes_never_leave_a_stale_cache_entry(
         while True:
             request = op.send(store._execute(request))
     cached = store._core.cache.peek(("alice", str(sid)))
-    assert cached is None or cached == store.client.hgetall(store._core.keys.session("alice", sid))
+    assert cached is None or cached == shown(
+        store.client.hgetall(store._core.keys.session("alice", sid))
+    )
     session = store.get_session(sid, "alice")
     assert session is not None and session.context.state == "from A"
     if second == "end":
@@ -190,7 +192,7 @@ def test_a_read_that_saw_redis_before_a_write_never_fills_the_cache(store: Sessi
     assert done.value.value.context.session_goal == "old"  # what it saw, returned as such
     # the cache holds what the write left (a whole update caches its record), never the stale read
     key = store._core.keys.session("alice", str(sid))
-    assert store._core.cache.peek(("alice", str(sid))) == store.client.hgetall(key)
+    assert store._core.cache.peek(("alice", str(sid))) == shown(store.client.hgetall(key))
     again = store.get_session_context(sid, "alice")
     assert again is not None and again.session_goal == "new"
 

@@ -181,17 +181,50 @@ def test_interrupted_sweep_is_finished_by_the_next(store: SessionStore, clock: C
     assert owners == {"late", None}  # None: the expiry index of late's slot
 
 
-def test_ttl_backstop_rides_every_write(store: SessionStore) -> None:
+def _ttl_bounds(store: SessionStore) -> tuple[int, int]:
+    """(horizon, horizon + grace): a session's keys live at least the one after its last write,
+    at most the other (see keep_alive in lua/_lib.lua)."""
+    horizon = store.config.key_ttl_ms
+    return horizon, horizon + min(horizon // 8, 86_400_000)
+
+
+def test_ttl_backstop_covers_every_key_and_they_expire_together(store: SessionStore) -> None:
+    sid = busy_session(store, "alice", turns=2)  # messages and snapshots made after the record
+    keys = store.keyspace.session_keys("alice", sid)
+    horizon, longest = _ttl_bounds(store)
+    ttls = [store.client.pttl(key) for key in keys]
+    assert all(horizon < ttl <= longest for ttl in ttls), ttls
+    assert max(ttls) - min(ttls) < 5_000  # one deadline for the three
+
+
+def test_ttl_backstop_is_refreshed_when_due_not_on_every_write(
+    store: SessionStore, clock: Clock
+) -> None:
     sid = busy_session(store, "alice", turns=2)
     record, messages, snapshots = store.keyspace.session_keys("alice", sid)
-    horizon = store.config.key_ttl_ms
-    for key in (record, messages, snapshots):
-        assert horizon - 60_000 < store.client.pttl(key) <= horizon
+    horizon, longest = _ttl_bounds(store)
     store.client.persist(messages)
-    store.update_session_context(
-        sid, "alice", TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)))
-    )
-    assert store.client.pttl(messages) > 0  # an update refreshes the messages' TTL too
+    context = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)))
+    store.update_session_context(sid, "alice", context)
+    assert store.client.pttl(messages) == -1  # the deadline is far: this write sent no TTL
+    clock.advance(milliseconds=longest - horizon + 60_000)  # now fewer than `horizon` remain
+    context.session_goal = "later"
+    store.update_session_context(sid, "alice", context)
+    for key in (record, messages, snapshots):  # all three again, the persisted one included
+        assert horizon < store.client.pttl(key) <= longest
+
+
+def test_records_without_a_ttl_deadline_get_one_on_their_next_write(store: SessionStore) -> None:
+    """Records written before ttl_until existed (the upgrade path): the next write sets it."""
+    sid = busy_session(store, "alice", turns=2)
+    record, messages, snapshots = store.keyspace.session_keys("alice", sid)
+    store.client.hdel(record, "ttl_until")
+    for key in (record, messages, snapshots):
+        store.client.persist(key)
+    store.append_message(sid, "alice", "user", "one more")
+    horizon, longest = _ttl_bounds(store)
+    assert all(horizon < store.client.pttl(k) <= longest for k in (record, messages, snapshots))
+    assert store.client.hget(record, "ttl_until") is not None
 
 
 def test_no_ttl_when_the_backstop_is_off(store_factory: StoreFactory) -> None:

@@ -15,7 +15,7 @@ from redis_sessions.models import UserConceptMastery
 from redis_sessions.requests import RunScript
 from redis_sessions.samples import realistic_context
 
-from .conftest import StoreFactory
+from .conftest import StoreFactory, shown
 from .test_round_trips import Recorder
 
 USER = "alice"
@@ -224,7 +224,7 @@ def test_a_whole_update_caches_what_it_wrote_so_the_next_sends_only_a_change(
     (whole,) = recorder.take()
     assert update_args(whole)["base"] == b"*"
     key = store.keyspace.session(USER, str(sid))
-    assert store._core.cache.peek((USER, str(sid))) == store.client.hgetall(key)  # exactly
+    assert store._core.cache.peek((USER, str(sid))) == shown(store.client.hgetall(key))  # exactly
     store_context.state = "then a small change"
     assert store.update_session_context(sid, USER, store_context)
     (small,) = recorder.take()
