@@ -258,6 +258,67 @@ def info_from_row(session_id: bytes, row: list[bytes | None], user_id: str) -> S
     return SessionInfo(session_goal=goal, **meta)
 
 
+_infos_decoder: Final = msgspec.json.Decoder(list[SessionInfo])
+_ROW: Final = (
+    b'{"session_id":"%s","user_id":%s,"folder_id":%s,"created_at":"%s","updated_at":"%s",'
+    b'"ended_at":%s,"version":%s,"session_goal":%s}'
+)
+_UTC: Final = b"+00:00"
+
+
+def infos_from_rows(flat: list[Any], user_id: str) -> list[SessionInfo] | None:
+    """Every row of a listing (``[session_id, *values of LISTING_FIELDS]`` after one another) in
+    one msgspec decode: the metadata parsed in C rather than value by value (``info_from_row``
+    costs several times more a row). Only rows exactly as the store writes them go this way (the
+    owner, UTC times, plain integers and texts, a goal that is one JSON string); None as soon as
+    one is not, for the per-row path to report what is wrong with which."""
+    owner, user = user_id.encode(), _encoder.encode(user_id)
+    width = 1 + len(LISTING_FIELDS)
+    rows = []
+    str_decode, row = _str_decoder.decode, _ROW
+    for i in range(0, len(flat), width):
+        sid, stored_user, folder, created, updated, ended, version, goal = flat[i : i + width]
+        if (
+            stored_user != owner
+            or not (created and created.endswith(_UTC) and updated and updated.endswith(_UTC))
+            or not (version and version.isdigit() and len(version) <= 15)
+        ):
+            return None
+        texts = sid + created + updated
+        if folder is not None:
+            texts += folder
+            folder = b'"' + folder + b'"'
+        if ended is not None:
+            if not ended.endswith(_UTC):
+                return None
+            texts += ended
+            ended = b'"' + ended + b'"'
+        if b'"' in texts or b"\\" in texts:
+            return None
+        if goal is not None:
+            try:
+                str_decode(goal)  # one JSON string: nothing else can ride in it
+            except msgspec.DecodeError:
+                return None
+        rows.append(
+            row
+            % (
+                sid,
+                user,
+                folder or b"null",
+                created,
+                updated,
+                ended or b"null",
+                version,
+                goal or b"null",
+            )
+        )
+    try:
+        return _infos_decoder.decode(b"[" + b",".join(rows) + b"]")
+    except msgspec.DecodeError:
+        return None
+
+
 def new_session_id() -> uuid.UUID:
     """A new session id: a random UUID4."""
     return uuid.uuid4()

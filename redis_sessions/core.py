@@ -387,6 +387,9 @@ class StoreCore(MessageOps, FolderOps):
         )
         for i in range(0, len(problems), 2):  # rows the script left out, each reported
             self.report_corrupt(self._row_key(uid, problems[i]), problems[i + 1].decode())
+        fast = codec.infos_from_rows(flat, uid)
+        if fast is not None:
+            return fast
         width = 1 + len(fields)
         out = []
         for i in range(0, len(flat), width):
