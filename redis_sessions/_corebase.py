@@ -231,25 +231,34 @@ class CoreBase(CacheCoherence):
         for problem in bad_snapshots:
             self.report_corrupt(snapshots_key, problem)
 
-    def _parts(self, record: Record, user_id: str, session_id: str) -> tuple[dict[str, Any], bytes]:
-        """(metadata, lean context JSON) of a record, kept with a cached one; raises CorruptRecord."""
+    def _lean(self, record: Record, user_id: str) -> bytes:
+        """The lean context JSON of a record with sound metadata, kept with a cached one; raises
+        CorruptRecord."""
         if isinstance(record, CachedRecord):
-            if record.parts is None:  # computed once per cached record (a benign race)
-                record.parts = codec.session_parts(record, user_id, session_id)
-            return record.parts
-        return codec.session_parts(record, user_id, session_id)
+            if record.lean is None:  # computed once per cached record (a benign race)
+                record.lean = codec.checked_lean_json(record, user_id)
+            return record.lean
+        return codec.checked_lean_json(record, user_id)
 
     def _session(self, record: Record, user_id: str, session_id: str) -> Session:
         """The record as a Session; raises CorruptData when it does not decode."""
         try:
-            return codec.session_from_parts(self._parts(record, user_id, session_id))
+            lean = self._lean(record, user_id)
+            if isinstance(record, CachedRecord):
+                if record.meta is None:
+                    record.meta = codec.session_meta(record, user_id, session_id)
+                meta = record.meta
+            else:
+                meta = codec.session_meta(record, user_id, session_id)
+            return Session(context=codec.decode_context(lean), **meta)
         except codec.CorruptRecord as exc:
             raise self._undecodable_record(user_id, session_id, exc) from exc
 
     def _context(self, record: Record, user_id: str, session_id: str) -> TutorContext:
-        """The record's context alone (what a Session would hold, without making the Session)."""
+        """The record's context alone (what a Session would hold, without making the Session or
+        parsing the metadata's values)."""
         try:
-            return codec.decode_context(self._parts(record, user_id, session_id)[1])
+            return codec.decode_context(self._lean(record, user_id))
         except codec.CorruptRecord as exc:
             raise self._undecodable_record(user_id, session_id, exc) from exc
 

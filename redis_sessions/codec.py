@@ -143,23 +143,25 @@ def decode_context(blob: bytes) -> TutorContext:
         raise CorruptRecord(str(exc)) from exc
 
 
-def session_parts(
-    fields: Mapping[bytes, bytes], user_id: str, session_id: str
-) -> tuple[dict[str, Any], bytes]:
-    """(metadata, lean context JSON) of a record; raises CorruptRecord. What a Session is made of:
-    a cached record keeps them, so that a cache hit only decodes the context."""
-    return _meta(fields, user_id, session_id), lean_json(fields)
+def checked_lean_json(fields: Mapping[bytes, bytes], user_id: str) -> bytes:
+    """The lean context JSON of a record whose metadata is sound (``meta_problem``); raises
+    CorruptRecord. What reading a context needs: the metadata's values are parsed only for a
+    Session (``session_meta``)."""
+    problem = meta_problem([fields.get(name) for name in _META_KEYS], user_id)
+    if problem:
+        raise CorruptRecord(problem)
+    return lean_json(fields)
 
 
-def session_from_parts(parts: tuple[dict[str, Any], bytes]) -> Session:
-    """A Session from ``session_parts``' (metadata, lean JSON); raises CorruptRecord."""
-    meta, lean = parts
-    return Session(context=decode_context(lean), **meta)
+def session_meta(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> dict[str, Any]:
+    """The metadata of a record as a Session's keyword arguments; raises CorruptRecord."""
+    return _meta(fields, user_id, session_id)
 
 
 def session_from_fields(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> Session:
     """Decode a record read with HGETALL; raises CorruptRecord when it cannot be decoded."""
-    return session_from_parts(session_parts(fields, user_id, session_id))
+    meta = _meta(fields, user_id, session_id)
+    return Session(context=decode_context(lean_json(fields)), **meta)
 
 
 #: Record fields that Redis's bookkeeping keeps and a session never shows: ``ttl_until``, when the

@@ -32,11 +32,12 @@ Record = dict[bytes, bytes]
 
 class CachedRecord(dict[bytes, bytes]):
     """A record as the cache holds it: equal to the fields Redis holds (less its bookkeeping,
-    codec.BOOKKEEPING_FIELDS), plus, once a hit needed
-    them, the parsed metadata and composed lean JSON (a cached record never changes; a write puts
-    a new one), so that further hits only decode the context."""
+    codec.BOOKKEEPING_FIELDS), plus, once a read needed them, the composed lean JSON and the parsed
+    metadata (a cached record never changes; a write puts a new one), so that further hits only
+    decode the context."""
 
-    parts: tuple[dict[str, Any], bytes] | None = None
+    lean: bytes | None = None
+    meta: dict[str, Any] | None = None
 
 
 class _Write:
