@@ -174,14 +174,18 @@ def encode_context(
             if blob == b"null" and value is not None:  # NaN or infinity, written as null
                 _refuse(name, value)
             continue
-        if probes is not None and _unfit(value, probes):
-            _refuse(name, value)
         if stored_value(key) != blob:
+            if probes is not None and _unfit(value, probes):
+                _refuse(name, value)
             try:
                 decoder.decode(blob)
             except (msgspec.ValidationError, RecursionError) as exc:
                 _refuse(name, value)
                 raise InvalidInput(f"invalid context: {_at(exc, name)}") from exc
+        elif probes is not None and b"null" in blob and _unfit(value, probes):
+            # what Redis holds already, but a NaN or an infinity is written as null: only a
+            # JSON with a null in it can hide one
+            _refuse(name, value)
         fields[key] = blob
         size += len(key) + 2 + len(blob)  # ,"<name>":<json>
     if context.folder_id is not None:
