@@ -14,8 +14,8 @@ from rq.cron import CronScheduler
 from redis_sessions import SessionStore, StoreConfig
 from redis_sessions.cli import cli
 from redis_sessions.embedded import EmbeddedRedis
-from redis_sessions.runner import make_scheduler
-from workers.sweeper import sweep_expired_sessions
+from redis_sessions.worker.jobs import sweep_expired_sessions
+from redis_sessions.worker.runner import WorkerOptions, make_scheduler
 
 from .conftest import Clock
 
@@ -93,13 +93,17 @@ def test_cron_config_registers_the_sweep(
     monkeypatch.setenv("REDIS_SESSIONS_PREFIX", "custom")
     import sys
 
-    sys.modules.pop("workers.cron_config", None)
-    scheduler = CronScheduler(connection=redis.Redis.from_url(real_server.url))
-    scheduler.load_config_from_file("workers.cron_config")
-    (job,) = scheduler.get_jobs()
-    assert job.func_name == "workers.sweeper.sweep_expired_sessions"
-    assert job.interval == 120 and job.kwargs == {"key_prefix": "custom"}
-    assert job.queue_name == "redis-sessions"
+    monkeypatch.setenv("REDIS_SESSIONS_MAX_AGE", "14d")
+    monkeypatch.setenv("REDIS_SESSIONS_BATCH_SIZE", "500")
+    for path in ("redis_sessions.worker.cron_config", "workers.cron_config"):  # and the old path
+        sys.modules.pop(path, None)
+        scheduler = CronScheduler(connection=redis.Redis.from_url(real_server.url))
+        scheduler.load_config_from_file(path)
+        (job,) = scheduler.get_jobs()
+        assert job.func_name == "redis_sessions.worker.jobs.sweep_expired_sessions"
+        assert job.interval == 120
+        assert job.kwargs == {"key_prefix": "custom", "max_age": "14d", "batch_size": 500}
+        assert job.queue_name == "redis-sessions"
 
 
 def test_worker_command_in_burst_mode(
@@ -125,11 +129,12 @@ def test_worker_command_in_burst_mode(
 
 def test_scheduler_options_reach_the_job() -> None:
     connection = redis.Redis()  # never contacted: registering does no I/O
-    scheduler = make_scheduler(
-        connection, prefix="p", queue_name="q", interval=30, max_age=dt.timedelta(days=2)
+    options = WorkerOptions(
+        prefix="p", queue_name="q", interval=30, max_age=dt.timedelta(days=2), batch_size=7
     )
-    (job,) = scheduler.get_jobs()
-    assert job.kwargs == {"key_prefix": "p", "max_age_seconds": 172800.0} and job.interval == 30
+    (job,) = make_scheduler(connection, options).get_jobs()
+    assert job.kwargs == {"key_prefix": "p", "max_age": 172800.0, "batch_size": 7}
+    assert job.interval == 30
 
 
 def test_sweep_and_check_commands(
@@ -156,7 +161,7 @@ def test_sweep_and_check_commands(
     assert clean.exit_code == 0 and "consistent" in clean.stdout
 
 
-@pytest.mark.parametrize("bad", ["30", "d", "-1d", "0s", "1x"])
+@pytest.mark.parametrize("bad", ["d", "-1d", "0s", "0", "1x", "3 days"])
 def test_bad_durations_are_usage_errors(bad: str) -> None:
     result = CliRunner().invoke(cli, ["--url", "redis://127.0.0.1:1/0", "sweep", "--max-age", bad])
     assert result.exit_code == 2 and "duration" in result.stderr
