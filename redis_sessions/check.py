@@ -41,6 +41,8 @@ PROBLEMS: Final = {
 }
 #: The problems that ``repair`` leaves alone and only ``drop_corrupt`` removes (by deleting).
 DAMAGE: Final = ("wrong-type", "undecodable")
+#: The remains of a session without record: one repair deletes all of them at once.
+REMAINS: Final = ("dangling-index", "orphan-parts", "dangling-expiry")
 #: The Redis type of each kind of key (``KeySpace.classify``; the layout is in keys.py).
 LAYOUT: Final = {
     "record": "hash",
@@ -106,6 +108,8 @@ class _Run:
         #: drop_corrupt only: what a key of the wrong type stood in the way of, tried again once the
         #: whole store has been scanned (by then every such key has been deleted)
         self.retry: list[Suspect] = []
+        #: repair only: the sessions whose remains a repair deleted, all of them counted then
+        self.cleared: set[tuple[str, str]] = set()
 
     def example(self, kind: str, text: str) -> None:
         if self.shown[kind] < EXAMPLES_PER_KIND:
@@ -269,9 +273,32 @@ def _confirm(core: StoreCore, run: _Run, suspect: Suspect, *, last_try: bool) ->
     """Confirm one suspect with a script (which fixes it when asked) and tally the outcome."""
     problem = suspect.problem
     fix = run.drop_corrupt if problem in DAMAGE else run.repair
+    owner = (suspect.user_id or "", suspect.session_id or "")
+    remains: dict[str, int] = {}
+    if fix and problem in REMAINS:
+        if owner in run.cleared:
+            return  # deleted, and counted, with the rest of its session's remains
+        remains = yield from _remains(core, suspect)
     status = int((yield _script(core, suspect, fix)))
     if status == 0:
         return  # a write resolved it meanwhile, or an earlier repair did
+    if remains and status == 1:
+        # The repair deleted every remain of the session at once; count each as `check` would
+        # have found it (one per key or entry), so that a repair reports what a check reports.
+        run.cleared.add(owner)
+        remains[problem] = max(remains.get(problem, 0), 1)
+        for other, found in remains.items():
+            if other != problem and found:
+                run.problems[other] += found
+                run.repaired[other] += found
+                run.example(
+                    other,
+                    f"{PROBLEMS[other]}: user {suspect.user_id!r}, session {suspect.session_id} "
+                    "(repaired)",
+                )
+        extra = remains[problem] - 1
+        run.problems[problem] += extra
+        run.repaired[problem] += extra
     if status == 2 and run.drop_corrupt and not last_try:
         run.retry.append(suspect)  # a key of the wrong type is in the way: deleted by the end
         return
@@ -295,6 +322,38 @@ def _confirm(core: StoreCore, run: _Run, suspect: Suspect, *, last_try: bool) ->
     elif run.repair:  # damage, without drop_corrupt
         text += " (left alone)"
     run.example(problem, text)
+
+
+def _remains(core: StoreCore, suspect: Suspect) -> Op[dict[str, int]]:
+    """What is left of a session without record, by kind, counted as ``check`` counts it (an index
+    entry, each messages or snapshots hash, each expiry entry): one pipelined round trip, read
+    just before the repair that deletes it all (its script confirms the problem atomically)."""
+    user_id, session_id = suspect.user_id, suspect.session_id
+    assert user_id is not None and session_id is not None
+    keys = core.keys
+    _, messages, snapshots = keys.session_keys(user_id, session_id)
+    live, ended = keys.expiry(user_id)
+    member = keys.expiry_member(user_id, session_id)
+    replies = yield Pipeline(
+        (
+            ("ZSCORE", keys.index(user_id), session_id),
+            ("TYPE", messages),
+            ("TYPE", snapshots),
+            ("ZSCORE", live, member),
+            ("ZSCORE", ended, member),
+        ),
+        raise_on_error=False,
+    )
+    index, messages_type, snapshots_type, in_live, in_ended = replies
+
+    def there(reply: Any) -> int:
+        return int(reply is not None and not isinstance(reply, Exception))
+
+    return {
+        "dangling-index": there(index),
+        "orphan-parts": sum(_text(t) == "hash" for t in (messages_type, snapshots_type)),
+        "dangling-expiry": there(in_live) + there(in_ended),
+    }
 
 
 def _script(core: StoreCore, suspect: Suspect, fix: bool) -> RunScript:
