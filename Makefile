@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## demo: the scripted tutoring-session lifecycle (embedded Redis unless REDIS_URL is set)
+## demo: the scripted tutoring-session lifecycle (embedded Redis unless REDIS_SESSIONS_URL is set)
 demo: $(STAMP)
 	$(BIN)/redis-sessions demo
 

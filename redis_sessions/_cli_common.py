@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .config import StoreConfig
-from .exceptions import InvalidInput, SessionStoreError, StoreUnavailable
+from .exceptions import BackendError, InvalidInput, SessionStoreError, StoreUnavailable
 from .store import SessionStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -195,11 +195,15 @@ def connection_errors(url: str) -> Iterator[None]:
         raise click.ClickException(
             f"Redis at {where} answered with an error: {_one_line(str(exc))}"
         ) from exc
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, BackendError) as exc:
         cause = exc.__cause__
         if isinstance(cause, rex.RedisError):  # the same words as without the store
             with connection_errors(url):
                 raise cause from None
+        if isinstance(exc, BackendError):
+            raise click.ClickException(
+                f"Redis at {where} answered with an error: {_one_line(str(exc))}"
+            ) from exc
         raise click.ClickException(f"cannot reach Redis at {where}: {_one_line(str(exc))}") from exc
     except SessionStoreError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {_one_line(str(exc))}") from exc
@@ -216,9 +220,7 @@ def open_store(settings: Settings, url: str | None = None) -> Iterator[SessionSt
     try:
         store = SessionStore.from_url(url, config=config, **options)
     except InvalidInput as exc:
-        raise SettingError(
-            f"invalid Redis URL {redact(url)!r}: {exc.__cause__ or exc}"
-        ) from exc
+        raise SettingError(f"invalid Redis URL {redact(url)!r}: {exc.__cause__ or exc}") from exc
     with contextlib.closing(store), connection_errors(url):
         store.client.ping()
         yield store

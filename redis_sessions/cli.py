@@ -63,9 +63,7 @@ def _demo_store(settings: Settings, keep: bool) -> Iterator[SessionStore]:
             yield store
         return
     if keep:
-        raise SettingError(
-            f"demo --keep needs a server that outlives the demo: --url or {ENV_URL}"
-        )
+        raise SettingError(f"demo --keep needs a server that outlives the demo: --url or {ENV_URL}")
     try:
         server = EmbeddedRedis()
         server.start()
