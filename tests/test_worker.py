@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -11,13 +16,15 @@ from click.testing import CliRunner
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 
-from redis_sessions import SessionStore, StoreConfig
+from redis_sessions import InvalidInput, SessionStore, StoreConfig
 from redis_sessions.cli import cli
-from redis_sessions.embedded import EmbeddedRedis
+from redis_sessions.embedded import EmbeddedRedis, free_port
 from redis_sessions.worker.jobs import sweep_expired_sessions
 from redis_sessions.worker.runner import WorkerOptions, make_scheduler
 
 from .conftest import Clock
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def in_redis(store: SessionStore, user: str, sid: str) -> bool:
@@ -165,3 +172,102 @@ def test_sweep_and_check_commands(
 def test_bad_durations_are_usage_errors(bad: str) -> None:
     result = CliRunner().invoke(cli, ["--url", "redis://127.0.0.1:1/0", "sweep", "--max-age", bad])
     assert result.exit_code == 2 and "duration" in result.stderr
+
+
+def test_rq_enqueue_sets_the_max_age_and_batch_size(
+    real_server: EmbeddedRedis, seeded: tuple[SessionStore, list[str], str, Clock]
+) -> None:
+    """The stock ``rq enqueue`` command line, with the job's arguments as text."""
+    store, old, prefix, clock = seeded
+    queue_name = f"q-{prefix}"
+    rq = Path(sys.executable).parent / "rq"
+    if not rq.exists():
+        pytest.skip("the rq console script is not installed beside this Python")
+    subprocess.run(
+        [
+            str(rq),
+            "enqueue",
+            "--url",
+            real_server.url,
+            "-q",
+            queue_name,
+            "redis_sessions.worker.jobs.sweep_expired_sessions",
+            f"key_prefix={prefix}",
+            "max_age=45d",  # the old sessions are 40 days idle: kept
+            "batch_size=2",
+            f"now={clock.now.isoformat()}",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    connection = redis.Redis.from_url(real_server.url)
+    queue = Queue(queue_name, connection=connection)
+    (job,) = queue.jobs
+    SimpleWorker([queue], connection=connection).work(burst=True)
+    result = queue.fetch_job(job.id).return_value()  # type: ignore[union-attr]
+    assert result["deleted"] == 0 and result["max_age"] == "P45D"
+    assert in_redis(store, "user-0", old[0])
+    result = sweep_expired_sessions(
+        url=real_server.url,
+        key_prefix=prefix,
+        max_age="35d",
+        batch_size="2",
+        now=clock.now.isoformat(),
+    )
+    assert result["deleted"] == 5 and result["batches"] >= 3  # 5 sessions, 2 per script at most
+    connection.close()
+
+
+def test_each_sweep_is_logged(
+    real_server: EmbeddedRedis,
+    seeded: tuple[SessionStore, list[str], str, Clock],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, _, prefix, clock = seeded
+    with caplog.at_level(logging.INFO, logger="redis_sessions.worker"):
+        sweep_expired_sessions(url=real_server.url, key_prefix=prefix, now=clock.now.isoformat())
+    [record] = [r for r in caplog.records if r.name == "redis_sessions.worker"]
+    message = record.getMessage()
+    assert record.levelno == logging.INFO
+    assert "5 sessions deleted" in message and "batches" in message and " s," in message
+    caplog.clear()
+    with (
+        caplog.at_level(logging.INFO, logger="redis_sessions.worker"),
+        pytest.raises(redis.ConnectionError),
+    ):
+        sweep_expired_sessions(url=f"redis://127.0.0.1:{free_port()}/0", key_prefix=prefix)
+    [failed] = [r for r in caplog.records if r.name == "redis_sessions.worker"]
+    assert failed.levelno == logging.ERROR and "failed" in failed.getMessage()
+
+
+def test_the_job_refuses_a_bad_duration() -> None:
+    with pytest.raises(InvalidInput, match="max_age"):
+        sweep_expired_sessions(url="redis://127.0.0.1:1/0", max_age="soon")
+
+
+def test_a_stock_rq_worker_logs_each_sweep(
+    real_server: EmbeddedRedis, seeded: tuple[SessionStore, list[str], str, Clock]
+) -> None:
+    """``rq worker`` configures only RQ's loggers: the job's own report still reaches stderr."""
+    _, _, prefix, clock = seeded
+    queue_name = f"q-{prefix}"
+    connection = redis.Redis.from_url(real_server.url)
+    Queue(queue_name, connection=connection).enqueue(
+        sweep_expired_sessions, key_prefix=prefix, now=clock.now.isoformat()
+    )
+    rq = Path(sys.executable).parent / "rq"
+    if not rq.exists():
+        pytest.skip("the rq console script is not installed beside this Python")
+    done = subprocess.run(
+        [str(rq), "worker", "--burst", "--url", real_server.url, queue_name],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "redis_sessions.worker INFO sweep of" in done.stderr + done.stdout
+    assert "5 sessions deleted" in done.stderr + done.stdout
+    connection.close()
