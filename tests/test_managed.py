@@ -172,8 +172,15 @@ def test_cli_over_tls_with_the_ca_file_option_or_variable(tls_server: TlsServer)
         tls_server.url, config=StoreConfig(key_prefix=with_env), ssl_ca_certs=tls_server.ca_file
     ) as store:
         store.create_session("ada")
-    code, out, err = run("list", "ada", "--url", tls_server.url, "--prefix", with_env,
-                         env={ENV_CA_FILE: tls_server.ca_file})  # fmt: skip
+    code, out, err = run(
+        "list",
+        "ada",
+        "--url",
+        tls_server.url,
+        "--prefix",
+        with_env,
+        env={ENV_CA_FILE: tls_server.ca_file},
+    )
     assert code == 0 and "SESSION" in out, err
 
 
@@ -193,8 +200,18 @@ def test_worker_over_tls(tls_server: TlsServer) -> None:
     )
     assert result["deleted"] == 3
     old = seed_expired(tls_server.url, prefix, ssl_ca_certs=tls_server.ca_file)
-    code, _, err = run("worker", "--burst", "--queue", f"q-{prefix}", "--url", tls_server.url,
-                       "--prefix", prefix, "--ca-file", tls_server.ca_file)  # fmt: skip
+    code, _, err = run(
+        "worker",
+        "--burst",
+        "--queue",
+        f"q-{prefix}",
+        "--url",
+        tls_server.url,
+        "--prefix",
+        prefix,
+        "--ca-file",
+        tls_server.ca_file,
+    )
     assert code == 0, err
     with redis.Redis.from_url(tls_server.url, ssl_ca_certs=tls_server.ca_file) as client:
         keys = StoreConfig(key_prefix=prefix)
