@@ -114,7 +114,7 @@ def run_demo(
         echo(line)
 
     if keep:
-        _show_kept(store, echo, user, sid, url)
+        _show_kept(store, echo, user, (sid, folder_id), url)
         return
     echo(
         "\n== 8. Deleting the first session: one Lua script removes record, messages, snapshots "
@@ -144,8 +144,15 @@ def run_demo(
     )
 
 
-def _show_kept(store: SessionStore, echo: Echo, user: str, sid: uuid.UUID, url: str | None) -> None:
+def _show_kept(
+    store: SessionStore,
+    echo: Echo,
+    user: str,
+    ids: tuple[uuid.UUID, uuid.UUID],
+    url: str | None,
+) -> None:
     """``--keep``: the demo's keys stay; the redis-cli commands that show them."""
+    sid, folder_id = ids
     keys = store.keyspace
     cli = f"redis-cli -u '{url}'" if url else "redis-cli"
     live, _ = keys.expiry(user)
@@ -156,12 +163,12 @@ def _show_kept(store: SessionStore, echo: Echo, user: str, sid: uuid.UUID, url: 
         f"HGETALL '{keys.session(user, str(sid))}:wb'",
         f"ZREVRANGE '{keys.index(user)}' 0 -1 WITHSCORES",
         f"ZRANGE '{live}' 0 -1 WITHSCORES",
+        f"HGETALL '{keys.folder(user, str(folder_id))}'",
         f"SCAN 0 MATCH '{keys.user_pattern(user)}' COUNT 1000",
     ):
         echo(f"  {cli} {command}")
-    echo(
-        f"  redis-sessions keys {user}    # all of them at once (with --url and --prefix as given)"
-    )
+    where = f" --url '{url}'" if url else ""
+    echo(f"  redis-sessions keys {user}{where} --prefix {keys.prefix}    # all of them at once")
     echo(
         f"It expires by itself after {store.config.max_age.days} days idle (the sweep), or delete "
         f"it now: redis-sessions delete {user} SESSION for each session listed by "
