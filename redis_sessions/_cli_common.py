@@ -94,8 +94,9 @@ class Settings:
         """The server's URL; without one, a SettingError (exit 2) naming ``--url`` and the variable."""
         url = self.url_or_none()
         if url is None:
+            legacy = " (REDIS_URL is set, but is not read)" if os.environ.get("REDIS_URL") else ""
             raise SettingError(
-                f"no Redis server given: pass --url redis://HOST:PORT/DB or set {ENV_URL} "
+                f"no Redis server given: pass --url redis://HOST:PORT/DB or set {ENV_URL}{legacy} "
                 "(only `redis-sessions demo` starts a throwaway server of its own)"
             )
         return url
