@@ -285,3 +285,20 @@ def test_redis_repr_matches_redis_cli_escaping() -> None:
     assert redis_repr(b'a"b\\c\nd\x01\xc3\xbc') == '"a\\"b\\\\c\\nd\\x01\\xc3\\xbc"'
     assert redis_repr(b"x" * 200, width=5) == '"xxxxx"...'
     assert redact("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+
+
+def test_check_json_reports_what_is_left_and_exits_1(seeded: tuple[str, str], prefix: str) -> None:
+    url, sid = seeded
+    with SessionStore.from_url(url, config=StoreConfig(key_prefix=prefix)) as store:
+        store.client.zrem(store.keyspace.index("ada"), sid)
+    code, out, _ = run("check", "--json", "--url", url, "--prefix", prefix)
+    report = json.loads(out)
+    assert (
+        code == 1
+        and report["problems"] == {"unindexed": 1}
+        and report["left"] == report["problems"]
+    )
+    assert any(sid in example for example in report["examples"])
+    code, out, _ = run("check", "--repair", "--json", "--url", url, "--prefix", prefix)
+    report = json.loads(out)
+    assert code == 0 and report["repaired"] == {"unindexed": 1} and report["left"] == {}
