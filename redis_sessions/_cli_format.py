@@ -3,40 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import click
 import msgspec
 
+from . import _durations
 from .keys import KeySpace
 from .store import SessionStore
 
 MAX_SHOWN = 100  # items of one key that ``keys`` prints
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-
 
 def parse_duration(text: str) -> dt.timedelta:
-    """``90s``, ``10m``, ``12h``, ``30d``, ``2w``, combinations (``1d12h``), or bare seconds
-    (``600``), as a positive timedelta; anything else raises ``click.BadParameter``."""
-    compact = text.replace(" ", "")
-    if re.fullmatch(r"\d+(?:\.\d+)?", compact):
-        total = dt.timedelta(seconds=float(compact))
-    else:
-        parts = _DURATION.findall(compact)
-        if not parts or "".join(a + b for a, b in parts) != compact:
-            raise click.BadParameter(
-                f"{text!r} is not a duration like 90s, 10m, 12h, 30d, 1d12h or 600 (seconds)"
-            )
-        total = dt.timedelta()
-        for amount, unit in parts:
-            total += dt.timedelta(**{_UNITS[unit]: float(amount)})
-    if total <= dt.timedelta(0):
-        raise click.BadParameter(f"the duration {text!r} must be positive")
-    return total
+    """A duration option's text (``_durations.parse_duration``); a bad one is click.BadParameter."""
+    try:
+        return _durations.parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 class Duration(click.ParamType[dt.timedelta]):

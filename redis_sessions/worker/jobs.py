@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import redis
 
+from .._durations import parse_duration
 from ..config import StoreConfig
 from ..exceptions import InvalidInput
 from ..store import SessionStore
@@ -31,29 +32,16 @@ LOCK_TIMEOUT = 900  # seconds a sweep may hold the lock (a longer one just lets 
 ENV_URL = "REDIS_SESSIONS_URL"
 ENV_CA_FILE = "REDIS_SESSIONS_CA_FILE"
 
-_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
 
 def seconds_of(value: str | float | None, name: str) -> float | None:
-    """A duration given as seconds (number or digits) or as ``7d``, ``12h``, ``90m``, ``45s``,
-    ``2w`` (one unit), as seconds; None stays None; anything else raises InvalidInput."""
+    """A duration as the command line reads it (``7d``, ``12h``, ``90m``, ``1d12h``, seconds), in
+    seconds; None (or "") stays None; anything else raises InvalidInput naming ``name``."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise InvalidInput(f"{name} must be a duration, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            seconds = float(text[:-1]) * _UNITS[text[-1]] if text[-1:] in _UNITS else float(text)
-        except (ValueError, IndexError) as exc:
-            raise InvalidInput(
-                f"{name} must be a duration like 7d, 12h, 90m, 45s or seconds, got {value!r}"
-            ) from exc
-    if not seconds > 0 or seconds == float("inf"):
-        raise InvalidInput(f"{name} must be positive, got {value!r}")
-    return seconds
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: {exc}") from exc
 
 
 def _ensure_logging() -> None:
