@@ -271,3 +271,17 @@ def test_a_stock_rq_worker_logs_each_sweep(
     assert "redis_sessions.worker INFO sweep of" in done.stderr + done.stdout
     assert "5 sessions deleted" in done.stderr + done.stdout
     connection.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("90", 90), ("1m30s", 90), ("10m", 600), ("1d12h", 129600), ("2w", 1209600)],
+)
+def test_durations_read_the_same_on_the_command_line_and_in_the_job(
+    text: str, seconds: int
+) -> None:
+    from redis_sessions._cli_format import Duration
+    from redis_sessions.worker.jobs import seconds_of
+
+    assert Duration().convert(text, None, None) == dt.timedelta(seconds=seconds)
+    assert seconds_of(text, "max_age") == seconds
