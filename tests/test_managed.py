@@ -311,3 +311,16 @@ def test_worker_as_the_least_privileged_user(acl_server: EmbeddedRedis) -> None:
     assert code == 0, err
     with redis.Redis.from_url(admin_url) as admin:
         assert not any(admin.exists(f"rs:{{u:old-{i}}}:s:{s}") for i, s in enumerate(old))
+
+
+def test_the_acl_line_allows_every_command_the_scripts_send() -> None:
+    """ACL checks the commands inside a script too: a script that starts sending a new command
+    needs it in the README's line (found here before any server refuses it)."""
+    lua = Path(__file__).resolve().parent.parent / "lua"
+    sent = {
+        name.lower()
+        for path in lua.glob("*.lua")
+        for name in re.findall(r"redis\.p?call\('([A-Za-z]+)'", path.read_text())
+    }
+    allowed = {t[1:] for t in readme_acl_line("rs-app") if t.startswith("+")}
+    assert sent and sent <= allowed, sorted(sent - allowed)
