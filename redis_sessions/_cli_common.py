@@ -211,12 +211,15 @@ def connection_errors(url: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_store(settings: Settings, url: str | None = None) -> Iterator[SessionStore]:
+def open_store(
+    settings: Settings, url: str | None = None, *, cache: bool = False
+) -> Iterator[SessionStore]:
     """A store on ``url`` (default: the required URL of ``settings``) with the command-line client
-    options and no cache (so no invalidation listener), after one PING (1 round trip). Errors
-    inside the block become one line (``connection_errors``)."""
+    options, after one PING (1 round trip). Without ``cache`` (a command reads nothing twice) the
+    store has no cache, so no invalidation listener. Errors inside the block become one line
+    (``connection_errors``)."""
     url = url or settings.require_url()
-    config = settings.config(cache_size=0)
+    config = settings.config() if cache else settings.config(cache_size=0)
     options = settings.client_options()
     try:
         store = SessionStore.from_url(url, config=config, **options)

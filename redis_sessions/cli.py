@@ -59,7 +59,7 @@ def cli(ctx: click.Context) -> None:
 def _demo_store(settings: Settings, keep: bool) -> Iterator[SessionStore]:
     url = settings.url_or_none()
     if url is not None:
-        with open_store(settings, url) as store:
+        with open_store(settings, url, cache=True) as store:
             yield store
         return
     if keep:
@@ -76,7 +76,7 @@ def _demo_store(settings: Settings, keep: bool) -> Iterator[SessionStore]:
             f"it is stopped when the command ends. Give --url or {ENV_URL} for a real one.",
             err=True,
         )
-        with open_store(settings, server.url) as store:
+        with open_store(settings, server.url, cache=True) as store:
             yield store
     finally:
         server.stop()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def test_demo_without_server_starts_an_embedded_one() -> None:
     code, out, err = run("demo")
     assert code == 0, err
     assert "embedded throwaway redis-server" in err and "== 8." in out
+    assert re.search(r"cache: [1-9]\d* hits", out), out  # the demo shows the cache at work
 
 
 def test_demo_keep_leaves_its_data_and_the_printed_commands_show_it(
