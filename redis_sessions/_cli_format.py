@@ -126,7 +126,8 @@ def read_user_keys(store: SessionStore, user: str) -> list[dict[str, Any]]:
 
 
 def describe_user_keys(store: SessionStore, user: str) -> list[str]:
-    """Every key of ``user``, with its content in redis-cli's numbered format."""
+    """Every key of ``user``, with its content in redis-cli's numbered format (round trips: see
+    ``read_user_keys``)."""
     entries = read_user_keys(store, user)
     if not entries:
         return [f"(no keys for user {user!r} under prefix {store.keyspace.prefix!r})"]
