@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
-yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
+pytest.importorskip("yaml", reason="PyYAML is not installed")
+
+import yaml
 
 from redis_sessions.observability.metrics import METRICS, MetricInfo
 
