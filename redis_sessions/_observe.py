@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+import msgspec
 
 from .exceptions import (
     InvalidInput,
@@ -68,8 +69,7 @@ CacheEvent = Literal["eviction", "invalidation", "flush"]
 _ALIASES: Final = {"sweep": "cleanup_expired_sessions"}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class OperationResult:
+class OperationResult(msgspec.Struct, frozen=True, gc=False):
     """One store operation, as its observer hears of it at the end.
 
     ``operation`` is the store method's name (``get_session``); ``round_trips`` counts the requests

@@ -135,3 +135,14 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_table_lists_every_metric_as_exported() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(
+        r"^\| `(redis_sessions_[a-z_]+)` \| (\w+) \| ([^|]*) \|", readme, re.MULTILINE
+    )
+    documented = [
+        (name, kind, tuple(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows
+    ]
+    assert documented == [(info.name, info.kind, info.labels) for info in METRICS]
