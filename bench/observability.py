@@ -98,20 +98,26 @@ def prepared(url: str, variant: str, *, cache: bool) -> tuple[Any, Any]:
     return store, sid
 
 
-def in_process(url: str, ops: int, rounds: int) -> dict[tuple[str, str], float]:
+def in_process(url: str, ops: int, rounds: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """(median µs, median of the µs added over the "off" round next to it) per (kind, variant)."""
     stores = {
         (kind, variant): prepared(url, variant, cache=kind == "hit")
         for kind in ("hit", "miss")
         for variant in VARIANTS
     }
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in stores}
-    for _ in range(rounds):
+    for _ in range(rounds):  # short rounds, back to back: each variant next to "off"
         for key, (store, sid) in stores.items():
             n = ops if key[0] == "hit" else ops // 4
             samples[key].append(loop(store, sid, n))
     for store, _ in stores.values():
         store.close()
-    return {key: statistics.median(values) for key, values in samples.items()}
+    result = {}
+    for (kind, variant), values in samples.items():
+        off = samples[(kind, "off")]
+        added = statistics.median(v - o for v, o in zip(values, off, strict=True))
+        result[(kind, variant)] = (statistics.median(values), added)
+    return result
 
 
 def child(url: str, ops: int) -> None:
@@ -125,7 +131,8 @@ def child(url: str, ops: int) -> None:
 
 
 def baseline(url: str, other: Path, ops: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Median µs of the ``off`` loops from ``other`` and from this checkout, alternating."""
+    """Least µs (over the rounds) of the ``off`` loops from ``other`` and from this checkout, in
+    alternating child processes."""
     runs: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
     for _ in range(rounds):
         for name, path in (("baseline", other), ("this", ROOT)):
@@ -138,7 +145,7 @@ def baseline(url: str, other: Path, ops: int, rounds: int) -> dict[str, dict[str
             )
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     return {
-        name: {kind: statistics.median(r[kind] for r in results) for kind in ("hit", "miss")}
+        name: {kind: min(r[kind] for r in results) for kind in ("hit", "miss")}
         for name, results in runs.items()
     }
 
@@ -159,7 +166,7 @@ def is_none_ns() -> float:
 
 
 def report(
-    medians: dict[tuple[str, str], float],
+    medians: dict[tuple[str, str], tuple[float, float]],
     base: dict[str, dict[str, float]] | None,
     ops: int,
     rounds: int,
@@ -168,21 +175,27 @@ def report(
         "# Observability overhead",
         "",
         "`python -m bench.observability` (sync store, one throwaway redis-server on loopback, this",
-        f"2-core machine shared with other jobs; {rounds} alternating rounds of {ops} hits and",
-        f"{ops // 4} misses per variant, medians). A hit is `get_session_context` of a cached",
+        f"2-core machine shared with other jobs; {rounds} rounds of {ops} hits and {ops // 4}",
+        "misses per variant). A hit is `get_session_context` of a cached",
         "session; a miss the same call without cache (one HGETALL). `tracing` includes",
         "opentelemetry-instrumentation-redis on the client (one more span per round trip) and a",
         "BatchSpanProcessor whose exporter drops the spans.",
         "",
-        "| variant | hit µs | hit: added µs | hit ratio | miss µs | miss: added µs | miss ratio |",
+        f"Load average while it ran: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. Each",
+        "round runs every variant back to back; `added` is the median over the rounds of a",
+        "variant's µs minus those of the `off` round beside it (robust to the load drifting), the",
+        "ratio is `(off + added) / off` on the median `off`.",
+        "",
+        "| variant | hit µs (median) | hit: added µs | hit ratio | miss µs (median) "
+        "| miss: added µs | miss ratio |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    off_hit, off_miss = medians[("hit", "off")], medians[("miss", "off")]
+    off_hit, off_miss = medians[("hit", "off")][0], medians[("miss", "off")][0]
     for variant in VARIANTS:
-        hit, miss = medians[("hit", variant)], medians[("miss", variant)]
+        (hit, hit_added), (miss, miss_added) = medians[("hit", variant)], medians[("miss", variant)]
         lines.append(
-            f"| {variant} | {hit:.2f} | {hit - off_hit:+.2f} | {hit / off_hit:.3f} | "
-            f"{miss:.1f} | {miss - off_miss:+.1f} | {miss / off_miss:.3f} |"
+            f"| {variant} | {hit:.2f} | {hit_added:+.2f} | {(off_hit + hit_added) / off_hit:.3f} "
+            f"| {miss:.1f} | {miss_added:+.1f} | {(off_miss + miss_added) / off_miss:.3f} |"
         )
     lines += [
         "",
@@ -195,8 +208,7 @@ def report(
         lines += [
             "",
             "The same `off` loops, before the observer hook (`--baseline`) and with it, in",
-            "alternating child processes (medians; differences of this size are noise on this",
-            "machine):",
+            "alternating child processes (fastest of the rounds):",
             "",
             "| checkout | hit µs | miss µs |",
             "| --- | --- | --- |",
@@ -217,15 +229,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url")
-    parser.add_argument("--ops", type=int, default=4000, help="cache hits per round")
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--ops", type=int, default=400, help="cache hits per round")
+    parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--baseline", type=Path, help="another checkout to compare 'off' with")
     args = parser.parse_args(argv)
     from bench.common import server
 
     with server(args.url) as url:
         medians = in_process(url, args.ops, args.rounds)
-        base = baseline(url, args.baseline, args.ops, 5) if args.baseline else None
+        base = baseline(url, args.baseline, 4000, 9) if args.baseline else None
     text = report(medians, base, args.ops, args.rounds)
     OUT.write_text(text)
     print(text)

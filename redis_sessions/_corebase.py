@@ -36,7 +36,8 @@ from .scripts import ScriptName
 #: record carries ``extra={"event": ...}`` (see the README's "Logs" section).
 logger: logging.Logger = logging.getLogger("redis_sessions.core")
 
-#: Damaged keys a store remembers having logged (each is logged once; later meetings are counted).
+#: Damage a store remembers having logged, as (key, problem): each is logged once, later meetings
+#: are counted only.
 LOGGED_DAMAGE: Final = 10_000
 
 
@@ -138,7 +139,8 @@ class CoreBase(CacheCoherence):
         self._undecodable = 0
         self._replay_window_ms = int(self.config.replay_window.total_seconds() * 1000)
         self._request_numbers = itertools.count(1)  # next() is atomic: thread-safe ids
-        self._logged_damage: dict[str, None] = {}  # keys logged already (bounded, oldest first)
+        # (key, problem) logged already (bounded, oldest first)
+        self._logged_damage: dict[tuple[str, str], None] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -183,12 +185,13 @@ class CoreBase(CacheCoherence):
         """Count and log damage a read went around (a message, a listing row), with its key."""
         with self._lock:
             self._undecodable += 1
-            first = key not in self._logged_damage
+            seen = (key, str(problem))
+            first = seen not in self._logged_damage
             if first:
-                self._logged_damage[key] = None
+                self._logged_damage[seen] = None
                 if len(self._logged_damage) > LOGGED_DAMAGE:
                     del self._logged_damage[next(iter(self._logged_damage))]
-        if first:  # once per key: a hot damaged record must not flood the log
+        if first:  # once: a hot damaged record must not flood the log
             logger.warning(
                 "corrupt data at %s: %s",
                 key,

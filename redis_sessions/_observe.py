@@ -17,7 +17,6 @@ reaches the caller of the operation.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import time
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -220,20 +219,14 @@ def watch(op: Op[Any], observer: StoreObserver) -> Op[Any]:
     finally:
         op.close()
         cache_hit = CACHE_READ.get()
-        with contextlib.suppress(ValueError):  # closed in another context (never, by the driver)
+        try:  # noqa: SIM105 - contextlib.suppress costs ~0.3 µs a call
             CACHE_READ.reset(token)
+        except ValueError:  # closed in another context (never, by the driver)
+            pass
         seconds = time.perf_counter() - started
         observer.finish(
             handle,
-            OperationResult(
-                operation=name,
-                outcome=outcome,
-                seconds=seconds,
-                round_trips=round_trips,
-                cache_hit=cache_hit,
-                retries=retries,
-                error=error,
-            ),
+            OperationResult(name, outcome, seconds, round_trips, cache_hit, retries, error),
         )
         if name == "cleanup_expired_sessions" and outcome == "ok":
             observer.sweep(result, batches)

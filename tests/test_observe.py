@@ -169,7 +169,7 @@ def test_a_sweep_reports_its_report_and_slot_batches(
     assert seen.last().round_trips == 32 + batches  # 16384 slots / 512 per pipeline, then scripts
 
 
-def test_damage_is_reported_to_the_observer_and_logged_once_per_key(
+def test_damage_is_reported_to_the_observer_and_logged_once(
     store_factory: StoreFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen = Recorder()

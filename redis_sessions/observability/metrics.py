@@ -262,22 +262,21 @@ class _Metrics:
         self.lag: Histogram = made["redis_sessions_invalidation_lag_seconds"]
         self.reconnects: Counter = made["redis_sessions_listener_reconnects_total"]
         # label children, made once: labels() costs a lock and a dict lookup per call
-        self._by_operation: dict[str, tuple[Any, Any]] = {}
-        self._by_outcome: dict[tuple[str, str], Any] = {}
+        self._by_operation: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._by_script: dict[str, Any] = {}
 
-    def operation(self, name: str) -> tuple[Any, Any]:
-        """(duration histogram, round trips counter) of one operation."""
-        found = self._by_operation.get(name)
+    def operation(self, name: str, outcome: str) -> tuple[Any, Any, Any]:
+        """(operations counter, duration histogram, round trips counter) of one operation
+        ending with ``outcome``."""
+        key = (name, outcome)
+        found = self._by_operation.get(key)
         if found is None:
-            found = (self.duration.labels(name), self.round_trips.labels(name))
-            self._by_operation[name] = found
-        return found
-
-    def outcome(self, name: str, outcome: str) -> Any:
-        found = self._by_outcome.get((name, outcome))
-        if found is None:
-            found = self._by_outcome[(name, outcome)] = self.operations.labels(name, outcome)
+            found = (
+                self.operations.labels(name, outcome),
+                self.duration.labels(name),
+                self.round_trips.labels(name),
+            )
+            self._by_operation[key] = found
         return found
 
     def script(self, name: str) -> Any:
@@ -311,8 +310,8 @@ class PrometheusObserver(ObserverBase):
     def finish(self, handle: object, result: OperationResult) -> None:
         """Count the operation, its outcome, latency, round trips, cache read and conflicts."""
         metrics, name = self._metrics, result.operation
-        duration, round_trips = metrics.operation(name)
-        metrics.outcome(name, result.outcome).inc()
+        count, duration, round_trips = metrics.operation(name, result.outcome)
+        count.inc()
         duration.observe(result.seconds)
         if result.round_trips:
             round_trips.inc(result.round_trips)
