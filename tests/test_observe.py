@@ -243,3 +243,40 @@ def test_no_result_carries_an_id(store_factory: StoreFactory) -> None:
     store.get_messages(sid, user)
     text = repr(seen.results) + repr(seen.scripts)
     assert user not in text and str(sid) not in text
+
+
+def test_an_async_operation_cancelled_in_flight_is_reported_as_cancelled(
+    real_server: Any,
+) -> None:
+    import asyncio
+
+    from redis_sessions import AsyncSessionStore
+
+    seen = Recorder()
+
+    async def main() -> None:
+        store = AsyncSessionStore.from_url(
+            real_server.url,
+            config=StoreConfig(key_prefix=f"cx{uuid.uuid4().hex[:8]}", invalidation=False),
+            observer=seen,
+        )
+        try:
+            sid = await store.create_session("alice")
+            entered = asyncio.Event()
+
+            async def slow(ctx: Any) -> None:  # modify's function, awaited by the driver
+                entered.set()
+                await asyncio.sleep(10)
+
+            task = asyncio.create_task(store.modify(sid, "alice", slow))
+            await entered.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
+    done = seen.last()
+    assert (done.operation, done.outcome, done.error) == ("modify", "cancelled", "GeneratorExit")
+    assert seen.started == [r.operation for r in seen.results]
