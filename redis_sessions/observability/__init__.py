@@ -64,14 +64,18 @@ def prepare_multiprocess(directory: str | None = None) -> str:
     return chosen
 
 
-def serve_worker_metrics(port: int, *, addr: str = "0.0.0.0") -> Any:
+def serve_worker_metrics(
+    port: int, *, addr: str = "0.0.0.0", also: StoreObserver | None = None
+) -> Any:
     """What a worker's ``--metrics-port`` does: multiprocess mode (an RQ worker forks a process per
     job: see :func:`prepare_multiprocess`), every store of the process (and of its forks) observed
-    by a PrometheusObserver and a LoggingObserver (:func:`set_default_observer`), and ``/metrics``
-    served on ``addr:port`` from a thread. Returns the HTTP server (``server.shutdown()``)."""
+    by a PrometheusObserver (:func:`set_default_observer`; with ``also``, e.g. a LoggingObserver,
+    by both), and ``/metrics`` served on ``addr:port`` from a thread. Returns the HTTP server
+    (``server.shutdown()``)."""
     prepare_multiprocess()
     from .metrics import PrometheusObserver, start_metrics_server
 
-    set_default_observer(Observers(PrometheusObserver(), LoggingObserver()))
+    metrics = PrometheusObserver()
+    set_default_observer(metrics if also is None else Observers(metrics, also))
     server, _ = start_metrics_server(port, addr=addr)
     return server
