@@ -51,6 +51,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.replay
 	$(BENCH_VENV)/bin/python -m bench.sweep
 	$(BENCH_VENV)/bin/python -m bench.profile
+	$(BENCH_VENV)/bin/python -m bench.observability
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

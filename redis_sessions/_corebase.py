@@ -32,7 +32,13 @@ from .records import Folder, Session
 from .requests import Arg, Command, Op, Request, RunScript
 from .scripts import ScriptName
 
-logger: logging.Logger = logging.getLogger("redis_sessions")
+#: The logger of the core operations (this module, ``core``, ``history``, ``folder_ops``); every
+#: record carries ``extra={"event": ...}`` (see the README's "Logs" section).
+logger: logging.Logger = logging.getLogger("redis_sessions.core")
+
+#: Damage a store remembers having logged, as (key, problem): each is logged once, later meetings
+#: are counted only.
+LOGGED_DAMAGE: Final = 10_000
 
 
 #: Reads from a folder source of the app: (folder_id, user_id) -> Folder or None, or an awaitable
@@ -133,6 +139,8 @@ class CoreBase(CacheCoherence):
         self._undecodable = 0
         self._replay_window_ms = int(self.config.replay_window.total_seconds() * 1000)
         self._request_numbers = itertools.count(1)  # next() is atomic: thread-safe ids
+        # (key, problem) logged already (bounded, oldest first)
+        self._logged_damage: dict[tuple[str, str], None] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -177,7 +185,21 @@ class CoreBase(CacheCoherence):
         """Count and log damage a read went around (a message, a listing row), with its key."""
         with self._lock:
             self._undecodable += 1
-        logger.warning("corrupt data at %s: %s", key, problem)
+            seen = (key, str(problem))
+            first = seen not in self._logged_damage
+            if first:
+                self._logged_damage[seen] = None
+                if len(self._logged_damage) > LOGGED_DAMAGE:
+                    del self._logged_damage[next(iter(self._logged_damage))]
+        if first:  # once: a hot damaged record must not flood the log
+            logger.warning(
+                "corrupt data at %s: %s",
+                key,
+                problem,
+                extra={"event": "corrupt_data", "key": key},
+            )
+        if self.observer is not None:
+            self.observer.corrupt(key, str(problem))
 
     def _damage(self, key: str, problem: object) -> CorruptData:
         """Count and log damage that stops an operation; the error to raise for it."""

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBLEMS", "CheckReport", "Progress", "SweepReport", "check", "sweep"]
 
-logger: logging.Logger = logging.getLogger("redis_sessions")
+logger: logging.Logger = logging.getLogger("redis_sessions.maintenance")
 
 SLOT_CHUNK: Final = 512  # slots whose indexes one pipeline reads (2 commands each)
 Progress = Callable[[int, int], None]
@@ -188,7 +188,12 @@ def _sweep_slot(
         args.extend([member, session_id])
     if bad:
         logger.warning(
-            "removing %d malformed entries from %s / %s: %r", len(bad), live_key, ended_key, bad[:5]
+            "removing %d malformed entries from %s / %s: %r",
+            len(bad),
+            live_key,
+            ended_key,
+            bad[:5],
+            extra={"event": "malformed_expiry_entries", "key": live_key, "count": len(bad)},
         )
         if not dry_run:
             yield Command(("ZREM", live_key, *bad))
