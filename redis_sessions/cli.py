@@ -326,6 +326,12 @@ def check(settings: Settings, repair: bool, drop_corrupt: bool, as_json: bool) -
     "--batch-size", default=100, show_default=True, help="Candidates per slot per script."
 )
 @click.option("--burst", is_flag=True, help="Enqueue one sweep, run the queue empty, and exit.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics of the sweeps on this port (needs the metrics extra).",
+)
 @click.pass_obj
 def worker(  # noqa: PLR0917 - one parameter per option, as click passes them
     settings: Settings,
@@ -334,6 +340,7 @@ def worker(  # noqa: PLR0917 - one parameter per option, as click passes them
     max_age: dt.timedelta | None,
     batch_size: int,
     burst: bool,
+    metrics_port: int | None,
 ) -> None:
     """Run an RQ worker on QUEUE with the sweep scheduled every INTERVAL."""
     from .worker.runner import WorkerOptions, run_worker
@@ -352,6 +359,7 @@ def worker(  # noqa: PLR0917 - one parameter per option, as click passes them
                 max_age=max_age,
                 batch_size=batch_size,
                 ca_file=settings.client_options().get("ssl_ca_certs"),
+                metrics_port=metrics_port,
             ),
             burst=burst,
         )

@@ -147,3 +147,46 @@ def test_the_worker_metrics_port_shows_the_sweeps_of_its_forked_jobs(
     plain = [i for i in METRICS if not i.labels and i.kind != "histogram"]
     assert all((info.name, frozenset()) in got.samples for info in plain)
     assert got("redis_sessions_listener_reconnects_total") == 0
+
+
+# `redis-sessions worker --burst --metrics-port P`, the command as an operator runs it; the scrape
+# is made when the worker has run the queue empty, before the process ends.
+CLI_WORKER = """
+import sys, urllib.request
+import rq
+
+url, prefix, port = sys.argv[1], sys.argv[2], sys.argv[3]
+work = rq.Worker.work
+
+
+def work_then_scrape(self, *args, **kwargs):
+    done = work(self, *args, **kwargs)
+    print("--- scrape ---")
+    print(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
+    return done
+
+
+rq.Worker.work = work_then_scrape
+from redis_sessions.cli import main
+
+main(["--url", url, "--prefix", prefix, "worker", "--burst", "--queue", f"q-{prefix}",
+      "--metrics-port", port])
+"""
+
+
+def test_the_worker_command_serves_its_metrics_on_metrics_port(
+    real_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    import socket
+
+    pytest.importorskip("rq", reason="RQ is not installed")
+    prefix = f"rq{uuid.uuid4().hex[:8]}"
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    text = run(CLI_WORKER, real_server.url, prefix, str(port), env=env)
+    got = Scraped(text.split("--- scrape ---\n", 1)[1])
+    assert got("redis_sessions_sweeps_total") == 1
+    ops = "redis_sessions_operations_total"
+    assert got(ops, operation="cleanup_expired_sessions", outcome="ok") == 1

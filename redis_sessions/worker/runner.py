@@ -24,6 +24,8 @@ class WorkerOptions:
     max_age: dt.timedelta | None = None
     batch_size: int = 100
     ca_file: str | None = None
+    #: serve Prometheus metrics of the sweeps on this port (the ``metrics`` extra); None: none
+    metrics_port: int | None = None
 
     def job_kwargs(self) -> dict[str, Any]:
         """The sweep job's keyword arguments."""
@@ -71,6 +73,11 @@ def run_worker(url: str, options: WorkerOptions, *, burst: bool) -> None:
     from .jobs import _ensure_logging
 
     _ensure_logging()
+    if options.metrics_port is not None:  # before anything imports prometheus_client
+        from ..observability import serve_worker_metrics
+
+        serve_worker_metrics(options.metrics_port)
+        logger.info("metrics on :%d/metrics", options.metrics_port)
     connection = connect(url, options.ca_file)
     worker = Worker([Queue(options.queue_name, connection=connection)], connection=connection)
     if burst:
