@@ -314,6 +314,15 @@ def worker(
         raise click.ClickException(f"cannot reach Redis at {redact(obj.url)}: {exc}") from exc
 
 
+def _register_serve() -> None:
+    from .http._cli import serve  # the command only; litestar and uvicorn load when it runs
+
+    cli.add_command(serve)
+
+
+_register_serve()
+
+
 def _human(age: dt.timedelta) -> str:
     seconds = int(age.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
