@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -33,13 +33,13 @@ async def _principal(request: Request[Any, Any, Any]) -> Principal:
     return await authenticator.principal(request.headers.get("authorization"))
 
 
-async def _user(principal: Principal) -> str:
+async def _user(principal: NamedDependency[Principal]) -> str:
     if principal.user_id is None:
         raise unauthorized("the token has no subject (sub)")
     return principal.user_id
 
 
-async def _admin(principal: Principal) -> bool:
+async def _admin(principal: NamedDependency[Principal]) -> bool:
     if not principal.is_admin:
         raise HTTPProblem(403, "this route needs the admin claim")
     return True
@@ -57,7 +57,7 @@ async def healthz() -> Health:
 
 
 @get("/readyz", summary="Redis is reachable", responses=responses(503))
-async def readyz(store: AsyncSessionStore) -> Health:
+async def readyz(store: NamedDependency[AsyncSessionStore]) -> Health:
     """200 when Redis answers a PING within 2 s, else 503 (no token needed)."""
     try:
         await asyncio.wait_for(store.client.ping(), timeout=2)

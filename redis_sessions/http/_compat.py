@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get, post, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 
-from ..aio import AsyncSessionStore
 from ..exceptions import CorruptData
 from ..records import Folder
 from ._problems import not_found, responses
@@ -25,7 +25,7 @@ from ._schemas import (
     SessionList,
     Validation,
 )
-from ._sessions import MAX_PAGE, Limit, Offset
+from ._sessions import MAX_PAGE, Limit, Offset, Store, User
 
 
 @get(
@@ -33,7 +33,7 @@ from ._sessions import MAX_PAGE, Limit, Offset
     summary="Read a folder",
     responses=responses(400, 401, 404, 503),
 )
-async def read_folder(folder_id: uuid.UUID, user: str, store: AsyncSessionStore) -> Folder:
+async def read_folder(folder_id: FromPath[uuid.UUID], user: User, store: Store) -> Folder:
     """The caller's folder."""
     folder = await store.get_folder_data(folder_id, user)
     if folder is None:
@@ -47,7 +47,7 @@ async def read_folder(folder_id: uuid.UUID, user: str, store: AsyncSessionStore)
     responses=responses(400, 401, 413, 422, 503),
 )
 async def put_folder(
-    folder_id: uuid.UUID, data: FolderBody, user: str, store: AsyncSessionStore
+    folder_id: FromPath[uuid.UUID], data: JSONBody[FolderBody], user: User, store: Store
 ) -> Folder:
     """Create or replace the caller's folder; answers it as stored."""
     folder = Folder(
@@ -66,7 +66,7 @@ async def put_folder(
     responses=responses(400, 401, 413, 422, 503),
 )
 async def delete_session_compat(
-    data: DeleteSessionBody, user: str, store: AsyncSessionStore
+    data: JSONBody[DeleteSessionBody], user: User, store: Store
 ) -> Deleted:
     """``{"sessionId"}`` -> whether the caller's session existed and is now gone."""
     return Deleted(deleted=await store.delete_session(data.sessionId, user))
@@ -78,7 +78,7 @@ async def delete_session_compat(
     responses=responses(400, 401, 503),
 )
 async def list_sessions_compat(
-    user: str, store: AsyncSessionStore, limit: Limit = 50, offset: Offset = 0
+    user: User, store: Store, limit: Limit = 50, offset: Offset = 0
 ) -> SessionList:
     """As ``GET /sessions``."""
     rows = await store.list_user_sessions(user, limit=min(limit, MAX_PAGE), offset=offset)
@@ -92,7 +92,7 @@ async def list_sessions_compat(
     responses=responses(400, 401, 403, 413, 503),
 )
 async def cleanup_compat(
-    admin: bool, store: AsyncSessionStore, data: CleanupBody | None = None
+    admin: NamedDependency[bool], store: Store, data: JSONBody[CleanupBody | None] = None
 ) -> CleanupResult:
     """Sweep every session idle longer than ``maxAgeMs`` (default: the store's ``max_age``).
     Needs the admin claim."""
@@ -109,7 +109,7 @@ async def cleanup_compat(
     responses=responses(400, 401, 404, 422, 503),
 )
 async def folder_compat(
-    user: str, store: AsyncSessionStore, folder_id: Annotated[str, Parameter(query="folderId")]
+    user: User, store: Store, folder_id: Annotated[str, QueryParameter(name="folderId")]
 ) -> Folder:
     """As ``GET /folders/{id}``."""
     folder = await store.get_folder_data(folder_id, user)
@@ -124,9 +124,9 @@ async def folder_compat(
     responses=responses(400, 401, 404, 422, 503),
 )
 async def validate_stored(
-    user: str,
-    store: AsyncSessionStore,
-    session_id: Annotated[str, Parameter(query="sessionId")],
+    user: User,
+    store: Store,
+    session_id: Annotated[str, QueryParameter(name="sessionId")],
 ) -> Validation:
     """Whether the caller's stored session decodes and validates, with every problem."""
     try:
@@ -145,7 +145,7 @@ async def validate_stored(
     summary="Validate a context (compatibility)",
     responses=responses(400, 401, 413, 503),
 )
-async def validate_body(data: dict[str, Any], user: str, store: AsyncSessionStore) -> Validation:
+async def validate_body(data: JSONBody[dict[str, Any]], user: User, store: Store) -> Validation:
     """Whether the body is a valid context, with every problem and its JSON path."""
     result = store.validate_session_context(data)
     return Validation(valid=result.valid, errors=result.errors)

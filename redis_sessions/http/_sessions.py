@@ -10,7 +10,8 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Response, delete, get, patch, post, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from ..aio import AsyncSessionStore
 from ..models import TutorContext
@@ -32,8 +33,8 @@ from ._writes import checked_context, etag, lean_json, parse_if_match, write_con
 MAX_PAGE = 100
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         required=False,
         description="Replays within 60 s return the first result (1-64 of A-Z a-z 0-9 _ . -)",
         pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
@@ -41,10 +42,12 @@ IdempotencyKey = Annotated[
 ]
 IfMatch = Annotated[
     str | None,
-    Parameter(header="If-Match", required=False, description='The ETag read ("<version>")'),
+    HeaderParameter(name="If-Match", required=False, description='The ETag read ("<version>")'),
 ]
-Limit = Annotated[int, Parameter(ge=0, le=2**31, description="Capped at 100")]
-Offset = Annotated[int, Parameter(ge=0, le=10_000)]
+Limit = Annotated[int, QueryParameter(ge=0, le=2**31, description="Capped at 100")]
+Offset = Annotated[int, QueryParameter(ge=0, le=10_000)]
+User = NamedDependency[str]
+Store = NamedDependency[AsyncSessionStore]
 
 
 @post(
@@ -54,7 +57,7 @@ Offset = Annotated[int, Parameter(ge=0, le=10_000)]
     responses=responses(400, 401, 413, 422, 503),
 )
 async def create_session(
-    data: NewSession, user: str, store: AsyncSessionStore, idempotency_key: IdempotencyKey = None
+    data: JSONBody[NewSession], user: User, store: Store, idempotency_key: IdempotencyKey = None
 ) -> Response[Created]:
     """Create a session of the caller, optionally from a folder and a partial context."""
     sid = await store.create_session(user, data.folder_id, data.context, request_id=idempotency_key)
@@ -65,7 +68,7 @@ async def create_session(
 
 @get("/sessions", summary="List the caller's sessions", responses=responses(400, 401, 503))
 async def list_sessions(
-    user: str, store: AsyncSessionStore, limit: Limit = 50, offset: Offset = 0
+    user: User, store: Store, limit: Limit = 50, offset: Offset = 0
 ) -> SessionList:
     """The caller's sessions, most recent activity first (``limit`` capped at 100)."""
     rows = await store.list_user_sessions(user, limit=min(limit, MAX_PAGE), offset=offset)
@@ -78,7 +81,7 @@ async def list_sessions(
     responses=responses(400, 401, 404, 503),
 )
 async def read_session(
-    session_id: uuid.UUID, user: str, store: AsyncSessionStore
+    session_id: FromPath[uuid.UUID], user: User, store: Store
 ) -> Response[TutorContext]:
     """The lean context (defaults left out, no history), with its version as the ETag."""
     session = await store.get_session(session_id, user)
@@ -93,10 +96,10 @@ async def read_session(
     responses=responses(400, 401, 404, 409, 412, 413, 422, 503),
 )
 async def replace_session(
-    session_id: uuid.UUID,
-    data: dict[str, Any],
-    user: str,
-    store: AsyncSessionStore,
+    session_id: FromPath[uuid.UUID],
+    data: JSONBody[dict[str, Any]],
+    user: User,
+    store: Store,
     if_match: IfMatch = None,
 ) -> Response[TutorContext]:
     """Replace the whole context (``user_id``/``session_id`` may be left out). With
@@ -113,10 +116,10 @@ async def replace_session(
     responses=responses(400, 401, 404, 409, 412, 413, 422, 503),
 )
 async def patch_session(
-    session_id: uuid.UUID,
-    data: dict[str, Any],
-    user: str,
-    store: AsyncSessionStore,
+    session_id: FromPath[uuid.UUID],
+    data: JSONBody[dict[str, Any]],
+    user: User,
+    store: Store,
     if_match: IfMatch = None,
 ) -> Response[TutorContext]:
     """Apply a JSON merge patch to the context (``null`` resets a field to its default). With
@@ -142,9 +145,9 @@ async def patch_session(
     responses=responses(400, 401, 404, 503),
 )
 async def delete_session(
-    session_id: uuid.UUID,
-    user: str,
-    store: AsyncSessionStore,
+    session_id: FromPath[uuid.UUID],
+    user: User,
+    store: Store,
     idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Delete the session, its messages, snapshots and index entries (atomically)."""
@@ -159,9 +162,9 @@ async def delete_session(
     responses=responses(400, 401, 404, 503),
 )
 async def end_session(
-    session_id: uuid.UUID,
-    user: str,
-    store: AsyncSessionStore,
+    session_id: FromPath[uuid.UUID],
+    user: User,
+    store: Store,
     idempotency_key: IdempotencyKey = None,
 ) -> Ended:
     """Record the session's end time (the first one is kept)."""
@@ -176,11 +179,11 @@ async def end_session(
     responses=responses(400, 401, 404, 422, 503),
 )
 async def get_messages(
-    session_id: uuid.UUID,
-    user: str,
-    store: AsyncSessionStore,
+    session_id: FromPath[uuid.UUID],
+    user: User,
+    store: Store,
     limit: Limit = 50,
-    before_turn_no: Annotated[int | None, Parameter(ge=0, le=2**53 - 1)] = None,
+    before_turn_no: Annotated[int | None, QueryParameter(ge=0, le=2**53 - 1)] = None,
 ) -> MessageList:
     """The newest ``limit`` (capped at 100) messages below ``before_turn_no``, oldest first."""
     messages = await store.get_messages(
@@ -198,10 +201,10 @@ async def get_messages(
     responses=responses(400, 401, 404, 413, 422, 503),
 )
 async def append_message(
-    session_id: uuid.UUID,
-    data: NewMessage,
-    user: str,
-    store: AsyncSessionStore,
+    session_id: FromPath[uuid.UUID],
+    data: JSONBody[NewMessage],
+    user: User,
+    store: Store,
     idempotency_key: IdempotencyKey = None,
 ) -> Appended:
     """Append a turn (with whiteboard actions: a snapshot under its turn number)."""
@@ -223,10 +226,10 @@ async def append_message(
     responses=responses(400, 401, 404, 422, 503),
 )
 async def whiteboard_state(
-    session_id: uuid.UUID,
-    user: str,
-    store: AsyncSessionStore,
-    target_snapshot_index: Annotated[int | None, Parameter(ge=0, le=2**53 - 1)] = None,
+    session_id: FromPath[uuid.UUID],
+    user: User,
+    store: Store,
+    target_snapshot_index: Annotated[int | None, QueryParameter(ge=0, le=2**53 - 1)] = None,
 ) -> WhiteboardState:
     """The actions of every snapshot up to ``target_snapshot_index`` (the latest when absent)."""
     actions = await store.get_whiteboard_state(session_id, user, target_snapshot_index)
