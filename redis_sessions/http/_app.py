@@ -13,12 +13,14 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.enums import ParamType
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import ParameterKwarg
 
 from ..aio import AsyncSessionStore
 from . import _compat, _sessions
 from ._auth import AuthConfig, Authenticator, Principal, log, unauthorized
-from ._problems import EXCEPTION_HANDLERS, RETRY_AFTER, HTTPProblem, responses
+from ._problems import EXCEPTION_HANDLERS, RETRY_AFTER, FieldError, HTTPProblem, responses
 from ._schemas import Health
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
@@ -43,6 +45,37 @@ async def _admin(principal: NamedDependency[Principal]) -> bool:
     if not principal.is_admin:
         raise HTTPProblem(403, "this route needs the admin claim")
     return True
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(handler: Any) -> frozenset[str]:
+    """The query parameters a route handler declares (``QueryParameter``), cached per handler."""
+    names = _QUERY_NAMES.get(id(handler))
+    if names is None:
+        found = set()
+        for name, field in handler.parsed_fn_signature.parameters.items():
+            kwarg = field.kwarg_definition
+            if isinstance(kwarg, ParameterKwarg) and kwarg.param_type == ParamType.QUERY:
+                found.add(kwarg.name or name)
+        names = _QUERY_NAMES[id(handler)] = frozenset(found)
+    return names
+
+
+def _refuse_unknown_query(request: Request[Any, Any, Any]) -> None:
+    """400 for a query parameter the route does not take (a typo never passes unnoticed)."""
+    if request.query_params:
+        unknown = set(request.query_params) - _query_names(request.route_handler)
+        if unknown:
+            raise HTTPProblem(
+                400,
+                "unknown query parameter",
+                errors=[
+                    FieldError(path=name, message="not a parameter of this route")
+                    for name in sorted(unknown)
+                ],
+            )
 
 
 def _store(request: Request[Any, Any, Any]) -> AsyncSessionStore:
@@ -123,6 +156,7 @@ def create_app(
             "admin": Provide(_admin),
         },
         security=[{"BearerToken": []}],
+        before_request=_refuse_unknown_query,
     )
     state = State({"authenticator": authenticator})
     if not made_here:

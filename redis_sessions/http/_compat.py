@@ -44,7 +44,7 @@ async def read_folder(folder_id: FromPath[uuid.UUID], user: User, store: Store) 
 @put(
     "/folders/{folder_id:uuid}",
     summary="Create or replace a folder",
-    responses=responses(400, 401, 413, 422, 503),
+    responses=responses(400, 401, 404, 413, 422, 503),
 )
 async def put_folder(
     folder_id: FromPath[uuid.UUID], data: JSONBody[FolderBody], user: User, store: Store

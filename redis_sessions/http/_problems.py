@@ -30,6 +30,7 @@ log = logging.getLogger("redis_sessions.http")
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER = "1"
 _PATH = re.compile(r"(\$.*?): (.*)", re.DOTALL)
+_SPLIT = re.compile(r"; (?=\$)")  # the store joins several problems with "; "
 
 
 class FieldError(msgspec.Struct, kw_only=True):
@@ -147,8 +148,14 @@ def _on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> R
 
 def _on_store_error(request: Request[Any, Any, Any], exc: SessionStoreError) -> Response[bytes]:
     if isinstance(exc, InvalidInput):
-        raise_as = invalid([str(exc)])
-        return _on_problem(request, raise_as)
+        text = str(exc)
+        if "REQUEST_ID_REUSED" in text:  # the rest names a Redis key
+            return problem_response(
+                422,
+                "the Idempotency-Key was used for another request within the replay window",
+                errors=[FieldError(path="Idempotency-Key", message="already used")],
+            )
+        return _on_problem(request, invalid(_SPLIT.split(text)))
     if isinstance(exc, SessionNotFound):
         return problem_response(404, "no such session")
     if isinstance(exc, VersionConflict):
@@ -191,7 +198,7 @@ _DESCRIPTIONS = {
     400: "Malformed request: a parameter or body that does not decode (problem+json)",
     401: "Missing, expired or invalid bearer token",
     403: "The token lacks the admin claim this route needs",
-    404: "No such resource for this user (another user's answers the same)",
+    404: "No such resource for this user (another user's answers the same), or an id that is not a UUID",
     409: "Another writer won every retry",
     412: "If-Match did not match the current version",
     413: "Request body over the configured size",

@@ -142,7 +142,7 @@ async def patch_session(
     "/sessions/{session_id:uuid}",
     status_code=204,
     summary="Delete a session with its messages and snapshots",
-    responses=responses(400, 401, 404, 503),
+    responses=responses(400, 401, 404, 422, 503),
 )
 async def delete_session(
     session_id: FromPath[uuid.UUID],
@@ -159,7 +159,7 @@ async def delete_session(
     "/sessions/{session_id:uuid}/end",
     status_code=200,
     summary="End a session",
-    responses=responses(400, 401, 404, 503),
+    responses=responses(400, 401, 404, 422, 503),
 )
 async def end_session(
     session_id: FromPath[uuid.UUID],

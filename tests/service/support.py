@@ -20,7 +20,7 @@ from litestar.testing import TestClient
 from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig
 from redis_sessions.http import AuthConfig, create_app
 
-SECRET = "http-tests-shared-secret-0123456789abcdef"
+SECRET = "http-tests-shared-secret-" + "0123456789abcdef" * 3
 ADMIN_CLAIM = "role=service_role"
 
 
