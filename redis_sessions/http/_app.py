@@ -11,9 +11,9 @@ from typing import Any
 from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ParamType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.enums import ParamType
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import ParameterKwarg
 

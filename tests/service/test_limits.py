@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("litestar", reason="needs the http extra: pip install '.[http]'")
 
-from redis_sessions.embedded import EmbeddedRedis  # noqa: E402
+from redis_sessions.embedded import EmbeddedRedis
 
-from .support import Api, serving  # noqa: E402
+from .support import Api, serving
 
 
 def test_a_body_over_the_limit_is_413_and_writes_nothing(http_redis: EmbeddedRedis) -> None:
