@@ -10,17 +10,16 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
-from litestar.enums import ParamType
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.params import ParameterKwarg
 
 from ..aio import AsyncSessionStore
 from . import _compat, _sessions
-from ._auth import AuthConfig, Authenticator, Principal, log, unauthorized
-from ._problems import EXCEPTION_HANDLERS, RETRY_AFTER, FieldError, HTTPProblem, responses
+from ._auth import AuthConfig, Authenticator, log
+from ._caller import caller, operator
+from ._problems import EXCEPTION_HANDLERS, RETRY_AFTER, HTTPProblem, responses
 from ._schemas import Health
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
@@ -28,54 +27,6 @@ NO_AUTH_WARNING = (
     "WARNING: authentication is OFF (insecure no-auth development mode): every request acts as "
     "user {user!r}, with admin rights. Never expose this server."
 )
-
-
-async def _principal(request: Request[Any, Any, Any]) -> Principal:
-    authenticator: Authenticator = request.app.state.authenticator
-    return await authenticator.principal(request.headers.get("authorization"))
-
-
-async def _user(principal: NamedDependency[Principal]) -> str:
-    if principal.user_id is None:
-        raise unauthorized("the token has no subject (sub)")
-    return principal.user_id
-
-
-async def _admin(principal: NamedDependency[Principal]) -> bool:
-    if not principal.is_admin:
-        raise HTTPProblem(403, "this route needs the admin claim")
-    return True
-
-
-_QUERY_NAMES: dict[int, frozenset[str]] = {}
-
-
-def _query_names(handler: Any) -> frozenset[str]:
-    """The query parameters a route handler declares (``QueryParameter``), cached per handler."""
-    names = _QUERY_NAMES.get(id(handler))
-    if names is None:
-        found = set()
-        for name, field in handler.parsed_fn_signature.parameters.items():
-            kwarg = field.kwarg_definition
-            if isinstance(kwarg, ParameterKwarg) and kwarg.param_type == ParamType.QUERY:
-                found.add(kwarg.name or name)
-        names = _QUERY_NAMES[id(handler)] = frozenset(found)
-    return names
-
-
-def _refuse_unknown_query(request: Request[Any, Any, Any]) -> None:
-    """400 for a query parameter the route does not take (a typo never passes unnoticed)."""
-    if request.query_params:
-        unknown = set(request.query_params) - _query_names(request.route_handler)
-        if unknown:
-            raise HTTPProblem(
-                400,
-                "unknown query parameter",
-                errors=[
-                    FieldError(path=name, message="not a parameter of this route")
-                    for name in sorted(unknown)
-                ],
-            )
 
 
 def _store(request: Request[Any, Any, Any]) -> AsyncSessionStore:
@@ -90,10 +41,10 @@ async def healthz() -> Health:
 
 
 @get("/readyz", summary="Redis is reachable", responses=responses(503))
-async def readyz(store: NamedDependency[AsyncSessionStore]) -> Health:
+async def readyz(request: Request[Any, Any, Any]) -> Health:
     """200 when Redis answers a PING within 2 s, else 503 (no token needed)."""
     try:
-        await asyncio.wait_for(store.client.ping(), timeout=2)
+        await asyncio.wait_for(_store(request).client.ping(), timeout=2)
     except Exception as exc:
         raise HTTPProblem(
             503, "Redis is not reachable", headers={"Retry-After": RETRY_AFTER}
@@ -150,20 +101,14 @@ def create_app(
     protected = Router(
         path="/",
         route_handlers=[*_sessions.ROUTES, *_compat.ROUTES],
-        dependencies={
-            "principal": Provide(_principal),
-            "user": Provide(_user),
-            "admin": Provide(_admin),
-        },
+        dependencies={"caller": Provide(caller), "operator": Provide(operator)},
         security=[{"BearerToken": []}],
-        before_request=_refuse_unknown_query,
     )
     state = State({"authenticator": authenticator})
     if not made_here:
         state.store = store
     return Litestar(
         route_handlers=[protected, healthz, readyz, openapi_json],
-        dependencies={"store": Provide(_store, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=state,

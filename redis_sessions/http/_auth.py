@@ -31,6 +31,7 @@ log = logging.getLogger("redis_sessions.http")
 
 ASYMMETRIC = {"RS256": rsa.RSAPublicKey, "ES256": ec.EllipticCurvePublicKey}
 JwksFetcher = Callable[[str], bytes]
+VERIFIED_CACHE = 10_000  # tokens whose signature was checked: PyJWT takes ~100 us per token
 
 
 def _fetch_url(url: str) -> bytes:
@@ -183,6 +184,7 @@ class Authenticator:
                 raise ValueError("the public key must be an RSA or EC key")
             self.public_key = loaded
         self.jwks = _Jwks(config) if config.jwks_url else None
+        self._verified: dict[str, tuple[dict[str, Any], float, float | None]] = {}
         self.admin: tuple[list[str], str] | None = None
         if config.admin_claim:
             name, _, value = config.admin_claim.partition("=")
@@ -203,7 +205,28 @@ class Authenticator:
         return Principal(user, self._is_admin(claims))
 
     async def claims(self, token: str) -> dict[str, Any]:
-        """The verified claims of ``token``, or HTTPProblem 401."""
+        """The verified claims of ``token``, or HTTPProblem 401.
+
+        A token verified once is remembered (up to VERIFIED_CACHE tokens, until its ``exp``):
+        its signature, audience and issuer are not checked again, its ``exp`` and ``nbf`` are.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            known, expires, not_before = cached
+            now = time.time()
+            leeway = self.config.leeway
+            if now <= expires + leeway and (not_before is None or now >= not_before - leeway):
+                return known
+            del self._verified[token]
+        claims = await self._verify(token)
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if isinstance(exp, (int, float)) and (nbf is None or isinstance(nbf, (int, float))):
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.pop(next(iter(self._verified)))  # the oldest
+            self._verified[token] = (claims, float(exp), None if nbf is None else float(nbf))
+        return claims
+
+    async def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get, post, put
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from ..exceptions import CorruptData
 from ..records import Folder
+from ._caller import CallerDep, OperatorDep
 from ._problems import not_found, responses
 from ._schemas import (
     CleanupBody,
@@ -25,7 +25,7 @@ from ._schemas import (
     SessionList,
     Validation,
 )
-from ._sessions import MAX_PAGE, Limit, Offset, Store, User
+from ._sessions import MAX_PAGE, Limit, Offset
 
 
 @get(
@@ -33,8 +33,9 @@ from ._sessions import MAX_PAGE, Limit, Offset, Store, User
     summary="Read a folder",
     responses=responses(400, 401, 404, 503),
 )
-async def read_folder(folder_id: FromPath[uuid.UUID], user: User, store: Store) -> Folder:
+async def read_folder(folder_id: FromPath[uuid.UUID], caller: CallerDep) -> Folder:
     """The caller's folder."""
+    user, store = caller.user, caller.store
     folder = await store.get_folder_data(folder_id, user)
     if folder is None:
         raise not_found("folder")
@@ -47,9 +48,10 @@ async def read_folder(folder_id: FromPath[uuid.UUID], user: User, store: Store) 
     responses=responses(400, 401, 404, 413, 422, 503),
 )
 async def put_folder(
-    folder_id: FromPath[uuid.UUID], data: JSONBody[FolderBody], user: User, store: Store
+    folder_id: FromPath[uuid.UUID], data: JSONBody[FolderBody], caller: CallerDep
 ) -> Folder:
     """Create or replace the caller's folder; answers it as stored."""
+    user, store = caller.user, caller.store
     folder = Folder(
         id=folder_id,
         name=data.name,
@@ -65,10 +67,9 @@ async def put_folder(
     summary="Delete a session (compatibility)",
     responses=responses(400, 401, 413, 422, 503),
 )
-async def delete_session_compat(
-    data: JSONBody[DeleteSessionBody], user: User, store: Store
-) -> Deleted:
+async def delete_session_compat(data: JSONBody[DeleteSessionBody], caller: CallerDep) -> Deleted:
     """``{"sessionId"}`` -> whether the caller's session existed and is now gone."""
+    user, store = caller.user, caller.store
     return Deleted(deleted=await store.delete_session(data.sessionId, user))
 
 
@@ -78,9 +79,10 @@ async def delete_session_compat(
     responses=responses(400, 401, 503),
 )
 async def list_sessions_compat(
-    user: User, store: Store, limit: Limit = 50, offset: Offset = 0
+    caller: CallerDep, limit: Limit = 50, offset: Offset = 0
 ) -> SessionList:
     """As ``GET /sessions``."""
+    user, store = caller.user, caller.store
     rows = await store.list_user_sessions(user, limit=min(limit, MAX_PAGE), offset=offset)
     return SessionList(sessions=rows)
 
@@ -92,10 +94,11 @@ async def list_sessions_compat(
     responses=responses(400, 401, 403, 413, 503),
 )
 async def cleanup_compat(
-    admin: NamedDependency[bool], store: Store, data: JSONBody[CleanupBody | None] = None
+    operator: OperatorDep, data: JSONBody[CleanupBody | None] = None
 ) -> CleanupResult:
     """Sweep every session idle longer than ``maxAgeMs`` (default: the store's ``max_age``).
     Needs the admin claim."""
+    store = operator
     max_age = None
     if data is not None and data.maxAgeMs is not None:
         max_age = dt.timedelta(milliseconds=data.maxAgeMs)
@@ -109,9 +112,10 @@ async def cleanup_compat(
     responses=responses(400, 401, 404, 422, 503),
 )
 async def folder_compat(
-    user: User, store: Store, folder_id: Annotated[str, QueryParameter(name="folderId")]
+    caller: CallerDep, folder_id: Annotated[str, QueryParameter(name="folderId")]
 ) -> Folder:
     """As ``GET /folders/{id}``."""
+    user, store = caller.user, caller.store
     folder = await store.get_folder_data(folder_id, user)
     if folder is None:
         raise not_found("folder")
@@ -124,11 +128,11 @@ async def folder_compat(
     responses=responses(400, 401, 404, 422, 503),
 )
 async def validate_stored(
-    user: User,
-    store: Store,
+    caller: CallerDep,
     session_id: Annotated[str, QueryParameter(name="sessionId")],
 ) -> Validation:
     """Whether the caller's stored session decodes and validates, with every problem."""
+    user, store = caller.user, caller.store
     try:
         session = await store.get_session(session_id, user)
     except CorruptData as exc:
@@ -145,9 +149,9 @@ async def validate_stored(
     summary="Validate a context (compatibility)",
     responses=responses(400, 401, 413, 503),
 )
-async def validate_body(data: JSONBody[dict[str, Any]], user: User, store: Store) -> Validation:
+async def validate_body(data: JSONBody[dict[str, Any]], caller: CallerDep) -> Validation:
     """Whether the body is a valid context, with every problem and its JSON path."""
-    result = store.validate_session_context(data)
+    result = caller.store.validate_session_context(data)
     return Validation(valid=result.valid, errors=result.errors)
 
 

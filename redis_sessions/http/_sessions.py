@@ -10,12 +10,11 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Response, delete, get, patch, post, put
-from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from ..aio import AsyncSessionStore
 from ..models import TutorContext
 from ..records import Session
+from ._caller import CallerDep
 from ._patch import merge_patch
 from ._problems import HTTPProblem, invalid, not_found, responses
 from ._schemas import (
@@ -46,8 +45,6 @@ IfMatch = Annotated[
 ]
 Limit = Annotated[int, QueryParameter(ge=0, le=2**31, description="Capped at 100")]
 Offset = Annotated[int, QueryParameter(ge=0, le=10_000)]
-User = NamedDependency[str]
-Store = NamedDependency[AsyncSessionStore]
 
 
 @post(
@@ -57,9 +54,10 @@ Store = NamedDependency[AsyncSessionStore]
     responses=responses(400, 401, 413, 422, 503),
 )
 async def create_session(
-    data: JSONBody[NewSession], user: User, store: Store, idempotency_key: IdempotencyKey = None
+    data: JSONBody[NewSession], caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> Response[Created]:
     """Create a session of the caller, optionally from a folder and a partial context."""
+    user, store = caller.user, caller.store
     sid = await store.create_session(user, data.folder_id, data.context, request_id=idempotency_key)
     return Response(
         Created(session_id=sid), status_code=201, headers={"Location": f"/sessions/{sid}"}
@@ -67,10 +65,9 @@ async def create_session(
 
 
 @get("/sessions", summary="List the caller's sessions", responses=responses(400, 401, 503))
-async def list_sessions(
-    user: User, store: Store, limit: Limit = 50, offset: Offset = 0
-) -> SessionList:
+async def list_sessions(caller: CallerDep, limit: Limit = 50, offset: Offset = 0) -> SessionList:
     """The caller's sessions, most recent activity first (``limit`` capped at 100)."""
+    user, store = caller.user, caller.store
     rows = await store.list_user_sessions(user, limit=min(limit, MAX_PAGE), offset=offset)
     return SessionList(sessions=rows)
 
@@ -81,9 +78,10 @@ async def list_sessions(
     responses=responses(400, 401, 404, 503),
 )
 async def read_session(
-    session_id: FromPath[uuid.UUID], user: User, store: Store
+    session_id: FromPath[uuid.UUID], caller: CallerDep
 ) -> Response[TutorContext]:
     """The lean context (defaults left out, no history), with its version as the ETag."""
+    user, store = caller.user, caller.store
     session = await store.get_session(session_id, user)
     if session is None:
         raise not_found()
@@ -98,12 +96,12 @@ async def read_session(
 async def replace_session(
     session_id: FromPath[uuid.UUID],
     data: JSONBody[dict[str, Any]],
-    user: User,
-    store: Store,
+    caller: CallerDep,
     if_match: IfMatch = None,
 ) -> Response[TutorContext]:
     """Replace the whole context (``user_id``/``session_id`` may be left out). With
     ``If-Match``, 412 when the version moved. Answers the new ETag."""
+    user, store = caller.user, caller.store
     allowed = parse_if_match(if_match)
     context = checked_context(data, store, session_id, user)
     version, written = await write_context(store, session_id, user, lambda _: context, allowed)
@@ -118,12 +116,12 @@ async def replace_session(
 async def patch_session(
     session_id: FromPath[uuid.UUID],
     data: JSONBody[dict[str, Any]],
-    user: User,
-    store: Store,
+    caller: CallerDep,
     if_match: IfMatch = None,
 ) -> Response[TutorContext]:
     """Apply a JSON merge patch to the context (``null`` resets a field to its default). With
     ``If-Match``, 412 when the version moved; without, a race re-reads and patches again."""
+    user, store = caller.user, caller.store
     allowed = parse_if_match(if_match)
     for name in ("user_id", "session_id"):
         if name in data:
@@ -146,11 +144,11 @@ async def patch_session(
 )
 async def delete_session(
     session_id: FromPath[uuid.UUID],
-    user: User,
-    store: Store,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Delete the session, its messages, snapshots and index entries (atomically)."""
+    user, store = caller.user, caller.store
     if not await store.delete_session(session_id, user, request_id=idempotency_key):
         raise not_found()
 
@@ -163,11 +161,11 @@ async def delete_session(
 )
 async def end_session(
     session_id: FromPath[uuid.UUID],
-    user: User,
-    store: Store,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Ended:
     """Record the session's end time (the first one is kept)."""
+    user, store = caller.user, caller.store
     if not await store.end_session(session_id, user, request_id=idempotency_key):
         raise not_found()
     return Ended(session_id=session_id, ended=True)
@@ -180,12 +178,12 @@ async def end_session(
 )
 async def get_messages(
     session_id: FromPath[uuid.UUID],
-    user: User,
-    store: Store,
+    caller: CallerDep,
     limit: Limit = 50,
     before_turn_no: Annotated[int | None, QueryParameter(ge=0, le=2**53 - 1)] = None,
 ) -> MessageList:
     """The newest ``limit`` (capped at 100) messages below ``before_turn_no``, oldest first."""
+    user, store = caller.user, caller.store
     messages = await store.get_messages(
         session_id, user, limit=min(limit, MAX_PAGE), before_turn_no=before_turn_no
     )
@@ -203,11 +201,11 @@ async def get_messages(
 async def append_message(
     session_id: FromPath[uuid.UUID],
     data: JSONBody[NewMessage],
-    user: User,
-    store: Store,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Appended:
     """Append a turn (with whiteboard actions: a snapshot under its turn number)."""
+    user, store = caller.user, caller.store
     turn = await store.append_message(
         session_id,
         user,
@@ -227,11 +225,11 @@ async def append_message(
 )
 async def whiteboard_state(
     session_id: FromPath[uuid.UUID],
-    user: User,
-    store: Store,
+    caller: CallerDep,
     target_snapshot_index: Annotated[int | None, QueryParameter(ge=0, le=2**53 - 1)] = None,
 ) -> WhiteboardState:
     """The actions of every snapshot up to ``target_snapshot_index`` (the latest when absent)."""
+    user, store = caller.user, caller.store
     actions = await store.get_whiteboard_state(session_id, user, target_snapshot_index)
     if not actions and not await store.session_exists(session_id, user):
         raise not_found()

@@ -149,7 +149,9 @@ def test_no_route_takes_the_user_from_the_request(api: Api) -> None:
         reply = api.client.get(f"/sessions/{sid}", headers={**api.bob, **extra})
         assert reply.status_code == 404
     listed = api.client.get("/sessions?user_id=alice&userId=alice", headers=api.bob)
-    assert listed.json() == {"sessions": []}
+    assert listed.status_code == 400  # a parameter no route takes is refused, never ignored
+    assert [e["path"] for e in listed.json()["errors"]] == ["userId", "user_id"]
+    assert api.client.get("/sessions", headers=api.bob).json() == {"sessions": []}
 
 
 def test_audience_and_issuer_when_configured(http_redis: EmbeddedRedis) -> None:
