@@ -82,6 +82,7 @@ EXAMPLES = 15  # per operation and mode: about 20 s in all
 @pytest.fixture(scope="module")
 def service_schema() -> Iterator[Any]:
     """The app on its own redis-server, loaded by schemathesis from its /openapi.json."""
+    from schemathesis.config import SchemathesisConfig
     from schemathesis.python import asgi
 
     server = EmbeddedRedis().start()
@@ -91,7 +92,12 @@ def service_schema() -> Iterator[Any]:
         AuthConfig(secret=SECRET, admin_claim=ADMIN_CLAIM),
     )
     try:
-        yield schemathesis.openapi.from_asgi("/openapi.json", app)
+        # a body over the size limit is refused with 413, before anything decodes it
+        rejected = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428"]
+        checks = SchemathesisConfig.from_dict(
+            {"checks": {"negative_data_rejection": {"expected-statuses": rejected}}}
+        )
+        yield schemathesis.openapi.from_asgi("/openapi.json", app, config=checks)
     finally:
         asgi.shutdown_lifespans()  # closes the store while its Redis is still up
         server.stop()
