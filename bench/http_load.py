@@ -7,8 +7,9 @@ mix run in-process on AsyncSessionStore. Every acknowledged write is checked in 
 
 The mix per request: read 60 % (GET /sessions/{id}), update 20 % (PATCH, a JSON merge patch of
 one field), append a message 15 % (POST /sessions/{id}/messages), list 5 % (GET /sessions).
-Users send their next request as soon as the last one is answered (no think time): the
-saturation case. Results go to bench/http-results.md.
+With ``--think 0`` users send their next request as soon as the last one is answered (the
+saturation case); with ``--think 1`` a user waits 0-2 s between requests. Results go to
+bench/http-results.md.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-" + "x" * 40
 MIX = (("read", 60), ("update", 20), ("append", 15), ("list", 5))
 OPS = [name for name, weight in MIX for _ in range(weight)]
+
+
+class Knobs:
+    think = 0.0  # mean seconds a user waits between requests (uniform 0..2x); 0: none
+
+
+POOL = 512  # Redis connections of the server's store, and of the in-process store
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -146,6 +154,8 @@ async def http_user(
         run.latencies[op].append(time.perf_counter() - started)
         if not ok:
             run.error(f"{op}: HTTP {status}")
+        if Knobs.think:
+            await asyncio.sleep(rng.uniform(0, 2 * Knobs.think))
 
 
 async def store_user(
@@ -188,6 +198,8 @@ async def store_user(
         run.latencies[op].append(time.perf_counter() - started)
         if not ok:
             run.error(f"{op}: not ok")
+        if Knobs.think:
+            await asyncio.sleep(rng.uniform(0, 2 * Knobs.think))
 
 
 def check_writes(url: str, prefix: str, users: list[User]) -> tuple[int, int]:
@@ -218,6 +230,7 @@ def summarize(
 ) -> dict[str, Any]:
     every = [x for values in run.latencies.values() for x in values]
     row = {
+        "think": Knobs.think,
         "mode": mode,
         "users": users,
         "seconds": seconds,
@@ -234,7 +247,7 @@ def summarize(
         "per_op_p50": {op: percentile(v, 0.50) * 1000 for op, v in run.latencies.items()},
     }
     print(
-        f"{mode:>10} {users:>4} users: {row['throughput']:8.0f} req/s  p50 {row['p50']:6.1f} ms  "
+        f"think {Knobs.think:g} s {mode:>10} {users:>4} users: {row['throughput']:8.0f} req/s  p50 {row['p50']:6.1f} ms  "
         f"p95 {row['p95']:6.1f} ms  p99 {row['p99']:6.1f} ms  errors {row['errors']}  "
         f"acked writes {checked}, lost {lost}",
         flush=True,
@@ -244,6 +257,7 @@ def summarize(
 
 def make_users(n: int, tag: str) -> list[User]:
     now = int(time.time())
+    tag = f"{tag}t{Knobs.think:g}"
     return [
         User(
             name=f"{tag}-user-{i}",
@@ -290,7 +304,9 @@ async def run_http(
 
 async def run_store(url: str, prefix: str, users_n: int, seconds: float) -> dict[str, Any]:
     users = make_users(users_n, f"s{users_n}")
-    store = AsyncSessionStore.from_url(url, config=StoreConfig(key_prefix=prefix))
+    store = AsyncSessionStore.from_url(
+        url, config=StoreConfig(key_prefix=prefix), max_connections=POOL
+    )
     try:
         for user in users:
             user.session_id = str(
@@ -314,7 +330,8 @@ def start_server(url: str, port: int, workers: int, prefix: str) -> subprocess.P
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_SESSIONS_JWT_SECRET": SECRET}
     process = subprocess.Popen(
         [sys.executable, "-m", "redis_sessions.cli", "--prefix", prefix, "serve", "--url", url,
-         "--port", str(port), "--workers", str(workers), "--no-access-log"],
+         "--port", str(port), "--workers", str(workers), "--no-access-log",
+         "--max-connections", str(POOL)],
         env=env,
         cwd=ROOT,
     )  # fmt: skip
@@ -334,7 +351,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, redis_version: 
     lines = [
         "# HTTP service under load",
         "",
-        f"`python -m bench.http_load --seconds {args.seconds:g} --workers {args.workers}` on this "
+        f"`python -m bench.http_load --seconds {args.seconds:g} --workers {args.workers} "
+        f"--think {' '.join(f'{t:g}' for t in args.think)}` on this "
         f"{os.cpu_count()}-core machine ({platform.python_implementation()} {platform.python_version()}, "
         f"Redis {redis_version} embedded on loopback; the load client, the server and Redis share the cores).",
         "",
@@ -342,33 +360,39 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, redis_version: 
         f"{args.workers} worker{'s' if args.workers > 1 else ''}, HS256 tokens, no access log) as its own "
         "process; the client is one asyncio process with a raw HTTP/1.1 keep-alive connection and "
         "its own token per user. Mix: read 60 %, update 20 % (PATCH of one field), append 15 %, "
-        "list 5 %; no think time (each user sends its next request when the last is answered), "
-        "so latency grows with users once the server is saturated. In-process: the same mix, the "
+        "list 5 %. Think 0: each user sends its next request when the last is answered (the "
+        "saturation case: latency grows with users once the server is saturated); think 1 s: a "
+        "user waits 0-2 s (1 s on average) between requests, as people do. Both the server's and "
+        f"the in-process store have a pool of {POOL} Redis connections. In-process: the same mix, the "
         "same number of concurrent tasks, on one AsyncSessionStore (the update reads and writes with "
         "`expected_version`, as PATCH does). Lost writes: every update and message the server "
         "acknowledged, read back from Redis at the end.",
         "",
-        "| mode | users | requests | req/s | p50 ms | p95 ms | p99 ms | errors | acked writes checked | lost |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| think | mode | users | requests | req/s | p50 ms | p95 ms | p99 ms | errors | acked writes checked | lost |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['mode']} | {r['users']} | {r['requests']} | {r['throughput']:.0f} | {r['p50']:.1f} | "
+            f"| {r['think']:g} s | {r['mode']} | {r['users']} | {r['requests']} | {r['throughput']:.0f} | {r['p50']:.1f} | "
             f"{r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['checked']} | {r['lost']} |"
         )
     lines += [
         "",
         "p50 / p99 per operation (ms):",
         "",
-        "| mode | users | read | update | append | list |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| think | mode | users | read | update | append | list |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         cells = " | ".join(
             f"{r['per_op_p50'][op]:.1f} / {r['per_op_p99'][op]:.1f}" for op, _ in MIX
         )
-        lines.append(f"| {r['mode']} | {r['users']} | {cells} |")
-    errors = [f"- {r['mode']} {r['users']}: {r['error_kinds']}" for r in rows if r["error_kinds"]]
+        lines.append(f"| {r['think']:g} s | {r['mode']} | {r['users']} | {cells} |")
+    errors = [
+        f"- think {r['think']:g} s, {r['mode']} {r['users']}: {r['error_kinds']}"
+        for r in rows
+        if r["error_kinds"]
+    ]
     if errors:
         lines += ["", "Errors by kind:", "", *errors]
     return "\n".join(lines) + "\n"
@@ -381,6 +405,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[100, 200, 500])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--think", type=float, nargs="+", default=[0.0, 1.0], help="mean think times, seconds"
+    )
     parser.add_argument("--store-only", action="store_true", help="only the in-process runs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "http-results.md"))
     args = parser.parse_args()
@@ -392,17 +419,20 @@ def main() -> None:
     with EmbeddedRedis(extra_args=["--maxclients", "10000"]) as redis_server:
         prefix = "bench"
         port = free_port()
-        if not args.store_only:
-            server = start_server(redis_server.url, port, args.workers, prefix)
-            try:
-                for users in args.users:
-                    run = run_http(port, redis_server.url, prefix, users, args.seconds)
-                    rows.append(asyncio.run(run))
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
-        for users in args.users:
-            rows.append(asyncio.run(run_store(redis_server.url, prefix, users, args.seconds)))
+        for think in args.think:
+            Knobs.think = think
+            if not args.store_only:
+                server = start_server(redis_server.url, port, args.workers, prefix)
+                try:
+                    for users in args.users:
+                        run = run_http(port, redis_server.url, prefix, users, args.seconds)
+                        rows.append(asyncio.run(run))
+                finally:
+                    server.send_signal(signal.SIGTERM)
+                    server.wait(timeout=30)
+            for users in args.users:
+                run = run_store(redis_server.url, prefix, users, args.seconds)
+                rows.append(asyncio.run(run))
         version = redis_server.version()
     Path(args.out).write_text(report(rows, args, version))
     print(f"wrote {args.out}")

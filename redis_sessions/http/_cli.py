@@ -17,6 +17,7 @@ NO_AUTH_ENV = "REDIS_SESSIONS_INSECURE_NO_AUTH"
 ENV_URL = "REDIS_SESSIONS_URL"
 ENV_PREFIX = "REDIS_SESSIONS_PREFIX"
 ENV_MAX_BODY = "REDIS_SESSIONS_MAX_BODY_BYTES"
+ENV_POOL = "REDIS_SESSIONS_MAX_CONNECTIONS"
 
 
 def serve_url(url: str | None, group_url: str | None, embedded: bool) -> str | None:
@@ -46,8 +47,9 @@ def app_from_env() -> Any:
         auth = AuthConfig(insecure_no_auth=True)
     else:
         auth = AuthConfig.from_env()
+    pool = int(os.environ.get(ENV_POOL, "512"))
     return create_app(
-        lambda: AsyncSessionStore.from_url(url, config=config),
+        lambda: AsyncSessionStore.from_url(url, config=config, max_connections=pool),
         auth,
         max_body_bytes=int(os.environ.get(ENV_MAX_BODY, str(2 * 1024 * 1024))),
     )
@@ -82,6 +84,13 @@ def app_from_env() -> Any:
     help="Development only: no token checks, every request is user 'dev'.",
 )
 @click.option("--max-body-bytes", default=2 * 1024 * 1024, show_default=True, type=int)
+@click.option(
+    "--max-connections",
+    default=512,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Redis connections per worker (a request waits for a free one).",
+)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 @click.pass_context
 def serve(ctx: click.Context, /, **opts: Any) -> None:
@@ -100,7 +109,11 @@ def serve(ctx: click.Context, /, **opts: Any) -> None:
     group = ctx.obj
     prefix = getattr(group, "prefix", "rs")
     chosen = serve_url(url, getattr(group, "url", None), opts["embedded"])
-    env: dict[str, str] = {ENV_PREFIX: prefix, ENV_MAX_BODY: str(opts["max_body_bytes"])}
+    env: dict[str, str] = {
+        ENV_PREFIX: prefix,
+        ENV_MAX_BODY: str(opts["max_body_bytes"]),
+        ENV_POOL: str(opts["max_connections"]),
+    }
     if insecure_no_auth:
         env[NO_AUTH_ENV] = "1"
     else:

@@ -447,3 +447,30 @@ def test_an_unexpected_error_is_a_500_problem_without_details(
     assert "secret internals" not in reply.text and "RuntimeError" not in reply.text
     assert body["detail"] == "internal error"
     assert "secret internals" in caplog.text  # logged for the operator
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"null", 400),
+        (b'"a string"', 400),
+        (b'{"context": {"high_cost_calls": NaN}}', 400),
+        (b'{"context": {"high_cost_calls": 1e999}}', 400),
+        (b'{"context": {"high_cost_calls": 1152921504606846976}}', 422),
+        (b'{"context": {"last_event": ' + b'{"a": ' * 80 + b"1" + b"}" * 80 + b"}}", 422),
+        (
+            b'{"context": {"k' + b'": 1, "k'.join(str(i).encode() for i in range(2000)) + b'": 1}}',
+            422,
+        ),
+        (b'{"context": {"session_goal": "\\u0000\\ud800"}}', 400),
+        (b'{"folder_id": "../../x"}', 400),
+        (b"\xff\xfe\x00", 400),
+    ],
+)
+def test_hostile_bodies_are_refused_and_write_nothing(api: Api, body: bytes, status: int) -> None:
+    reply = api.client.post(
+        "/sessions", content=body, headers={**api.alice, "content-type": "application/json"}
+    )
+    problem(reply, status)
+    with api.store() as store:
+        assert store.list_user_sessions("alice") == []
