@@ -35,6 +35,8 @@ import jwt
 from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig
 from redis_sessions.embedded import EmbeddedRedis, free_port
 
+from .http_client import Connection
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-" + "x" * 40
 MIX = (("read", 60), ("update", 20), ("append", 15), ("list", 5))
@@ -43,6 +45,7 @@ OPS = [name for name, weight in MIX for _ in range(weight)]
 
 class Knobs:
     think = 0.0  # mean seconds a user waits between requests (uniform 0..2x); 0: none
+    warmup = 5.0  # seconds of load before the measured run (connections opened, caches filled)
 
 
 POOL = 512  # Redis connections of the server's store, and of the in-process store
@@ -74,47 +77,6 @@ class Run:
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
-
-
-class Connection:
-    """A minimal HTTP/1.1 keep-alive client connection (content-length bodies only)."""
-
-    def __init__(self, host: str, port: int, token: str) -> None:
-        self.host, self.port = host, port
-        self.auth = f"Authorization: Bearer {token}\r\n".encode()
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        payload = b"" if body is None else json.dumps(body).encode()
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n".encode() + self.auth
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n".encode()
-        self.writer.write(head + b"\r\n" + payload)
-        try:
-            raw = await self.reader.readuntil(b"\r\n\r\n")
-            lines = raw.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            length = 0
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            data = await self.reader.readexactly(length) if length else b""
-        except Exception:
-            await self.close()
-            raise
-        return status, data
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                await self.writer.wait_closed()
-        self.reader = self.writer = None
 
 
 async def http_user(
@@ -285,17 +247,17 @@ async def run_http(
             user.session_id = json.loads(body)["session_id"]
 
     await asyncio.gather(*(setup(u, c) for u, c in zip(users, conns, strict=True)))
-    run = Run()
     rng = random.Random(users_n)
-    deadline = time.perf_counter() + seconds
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(
-            http_user(u, c, run, deadline, random.Random(rng.random()))
-            for u, c in zip(users, conns, strict=True)
+    for run, length in ((Run(), Knobs.warmup), (Run(), seconds)):  # warm up, then measure
+        deadline = time.perf_counter() + length
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                http_user(u, c, run, deadline, random.Random(rng.random()))
+                for u, c in zip(users, conns, strict=True)
+            )
         )
-    )
-    elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - started
     for conn in conns:
         await conn.close()
     checked, lost = check_writes(url, prefix, users)
@@ -312,14 +274,14 @@ async def run_store(url: str, prefix: str, users_n: int, seconds: float) -> dict
             user.session_id = str(
                 await store.create_session(user.name, initial_context={"session_goal": "load"})
             )
-        run = Run()
         rng = random.Random(users_n)
-        deadline = time.perf_counter() + seconds
-        started = time.perf_counter()
-        await asyncio.gather(
-            *(store_user(u, store, run, deadline, random.Random(rng.random())) for u in users)
-        )
-        elapsed = time.perf_counter() - started
+        for run, length in ((Run(), Knobs.warmup), (Run(), seconds)):  # warm up, then measure
+            deadline = time.perf_counter() + length
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(store_user(u, store, run, deadline, random.Random(rng.random())) for u in users)
+            )
+            elapsed = time.perf_counter() - started
     finally:
         await store.aclose()
     checked, lost = check_writes(url, prefix, users)
@@ -352,7 +314,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, redis_version: 
         "# HTTP service under load",
         "",
         f"`python -m bench.http_load --seconds {args.seconds:g} --workers {args.workers} "
-        f"--think {' '.join(f'{t:g}' for t in args.think)}` on this "
+        f"--think {' '.join(f'{t:g}' for t in args.think)} --warmup {args.warmup:g}` on this "
         f"{os.cpu_count()}-core machine ({platform.python_implementation()} {platform.python_version()}, "
         f"Redis {redis_version} embedded on loopback; the load client, the server and Redis share the cores).",
         "",
@@ -362,7 +324,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, redis_version: 
         "its own token per user. Mix: read 60 %, update 20 % (PATCH of one field), append 15 %, "
         "list 5 %. Think 0: each user sends its next request when the last is answered (the "
         "saturation case: latency grows with users once the server is saturated); think 1 s: a "
-        "user waits 0-2 s (1 s on average) between requests, as people do. Both the server's and "
+        "user waits 0-2 s (1 s on average) between requests, as people do. Each run is measured "
+        "after an unmeasured warm-up of the same load (the pools open their connections: a burst "
+        "of hundreds of new connections meets TCP's 1 s SYN retransmit). Both the server's and "
         f"the in-process store have a pool of {POOL} Redis connections. In-process: the same mix, the "
         "same number of concurrent tasks, on one AsyncSessionStore (the update reads and writes with "
         "`expected_version`, as PATCH does). Lost writes: every update and message the server "
@@ -408,9 +372,11 @@ def main() -> None:
     parser.add_argument(
         "--think", type=float, nargs="+", default=[0.0, 1.0], help="mean think times, seconds"
     )
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
     parser.add_argument("--store-only", action="store_true", help="only the in-process runs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "http-results.md"))
     args = parser.parse_args()
+    Knobs.warmup = args.warmup
     with contextlib.suppress(ImportError):
         import uvloop
 

@@ -34,7 +34,7 @@ from ._sessions import MAX_PAGE, Limit, Offset
     responses=responses(400, 401, 404, 503),
 )
 async def read_folder(folder_id: FromPath[uuid.UUID], caller: CallerDep) -> Folder:
-    """The caller's folder."""
+    """The caller's folder. One round trip."""
     user, store = caller.user, caller.store
     folder = await store.get_folder_data(folder_id, user)
     if folder is None:
@@ -50,7 +50,7 @@ async def read_folder(folder_id: FromPath[uuid.UUID], caller: CallerDep) -> Fold
 async def put_folder(
     folder_id: FromPath[uuid.UUID], data: JSONBody[FolderBody], caller: CallerDep
 ) -> Folder:
-    """Create or replace the caller's folder; answers it as stored."""
+    """Create or replace the caller's folder; answers it as stored. One round trip."""
     user, store = caller.user, caller.store
     folder = Folder(
         id=folder_id,
@@ -68,7 +68,8 @@ async def put_folder(
     responses=responses(400, 401, 413, 422, 503),
 )
 async def delete_session_compat(data: JSONBody[DeleteSessionBody], caller: CallerDep) -> Deleted:
-    """``{"sessionId"}`` -> whether the caller's session existed and is now gone."""
+    """``{"sessionId"}`` -> whether the caller's session existed and is now gone. One round
+    trip."""
     user, store = caller.user, caller.store
     return Deleted(deleted=await store.delete_session(data.sessionId, user))
 
@@ -81,7 +82,7 @@ async def delete_session_compat(data: JSONBody[DeleteSessionBody], caller: Calle
 async def list_sessions_compat(
     caller: CallerDep, limit: Limit = 50, offset: Offset = 0
 ) -> SessionList:
-    """As ``GET /sessions``."""
+    """As ``GET /sessions``. One round trip."""
     user, store = caller.user, caller.store
     rows = await store.list_user_sessions(user, limit=min(limit, MAX_PAGE), offset=offset)
     return SessionList(sessions=rows)
@@ -97,7 +98,8 @@ async def cleanup_compat(
     operator: OperatorDep, data: JSONBody[CleanupBody | None] = None
 ) -> CleanupResult:
     """Sweep every session idle longer than ``maxAgeMs`` (default: the store's ``max_age``).
-    Needs the admin claim."""
+    Needs the admin claim. Round trips: those of ``cleanup_expired_sessions`` (64 pipelined
+    reads, plus one script per slot holding expired sessions)."""
     store = operator
     max_age = None
     if data is not None and data.maxAgeMs is not None:
@@ -114,7 +116,7 @@ async def cleanup_compat(
 async def folder_compat(
     caller: CallerDep, folder_id: Annotated[str, QueryParameter(name="folderId")]
 ) -> Folder:
-    """As ``GET /folders/{id}``."""
+    """As ``GET /folders/{id}``. One round trip."""
     user, store = caller.user, caller.store
     folder = await store.get_folder_data(folder_id, user)
     if folder is None:
@@ -131,7 +133,8 @@ async def validate_stored(
     caller: CallerDep,
     session_id: Annotated[str, QueryParameter(name="sessionId")],
 ) -> Validation:
-    """Whether the caller's stored session decodes and validates, with every problem."""
+    """Whether the caller's stored session decodes and validates, with every problem. One
+    round trip; none on a cache hit."""
     user, store = caller.user, caller.store
     try:
         session = await store.get_session(session_id, user)
@@ -150,7 +153,8 @@ async def validate_stored(
     responses=responses(400, 401, 413, 503),
 )
 async def validate_body(data: JSONBody[dict[str, Any]], caller: CallerDep) -> Validation:
-    """Whether the body is a valid context, with every problem and its JSON path."""
+    """Whether the body is a valid context, with every problem and its JSON path. No round
+    trip."""
     result = caller.store.validate_session_context(data)
     return Validation(valid=result.valid, errors=result.errors)
 

@@ -56,7 +56,8 @@ Offset = Annotated[int, QueryParameter(ge=0, le=10_000)]
 async def create_session(
     data: JSONBody[NewSession], caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> Response[Created]:
-    """Create a session of the caller, optionally from a folder and a partial context."""
+    """Create a session of the caller, optionally from a folder and a partial context.
+    One round trip."""
     user, store = caller.user, caller.store
     sid = await store.create_session(user, data.folder_id, data.context, request_id=idempotency_key)
     return Response(
@@ -66,7 +67,8 @@ async def create_session(
 
 @get("/sessions", summary="List the caller's sessions", responses=responses(400, 401, 503))
 async def list_sessions(caller: CallerDep, limit: Limit = 50, offset: Offset = 0) -> SessionList:
-    """The caller's sessions, most recent activity first (``limit`` capped at 100)."""
+    """The caller's sessions, most recent activity first (``limit`` capped at 100). One round
+    trip."""
     user, store = caller.user, caller.store
     rows = await store.list_user_sessions(user, limit=min(limit, MAX_PAGE), offset=offset)
     return SessionList(sessions=rows)
@@ -80,7 +82,8 @@ async def list_sessions(caller: CallerDep, limit: Limit = 50, offset: Offset = 0
 async def read_session(
     session_id: FromPath[uuid.UUID], caller: CallerDep
 ) -> Response[TutorContext]:
-    """The lean context (defaults left out, no history), with its version as the ETag."""
+    """The lean context (defaults left out, no history), with its version as the ETag. One
+    round trip; none on a cache hit."""
     user, store = caller.user, caller.store
     session = await store.get_session(session_id, user)
     if session is None:
@@ -100,7 +103,8 @@ async def replace_session(
     if_match: IfMatch = None,
 ) -> Response[TutorContext]:
     """Replace the whole context (``user_id``/``session_id`` may be left out). With
-    ``If-Match``, 412 when the version moved. Answers the new ETag."""
+    ``If-Match``, 412 when the version moved. Answers the new ETag. Two round trips (the read:
+    none on a cache hit)."""
     user, store = caller.user, caller.store
     allowed = parse_if_match(if_match)
     context = checked_context(data, store, session_id, user)
@@ -120,7 +124,8 @@ async def patch_session(
     if_match: IfMatch = None,
 ) -> Response[TutorContext]:
     """Apply a JSON merge patch to the context (``null`` resets a field to its default). With
-    ``If-Match``, 412 when the version moved; without, a race re-reads and patches again."""
+    ``If-Match``, 412 when the version moved; without, a race re-reads and patches again. Two
+    round trips per attempt (the read: none on a cache hit)."""
     user, store = caller.user, caller.store
     allowed = parse_if_match(if_match)
     for name in ("user_id", "session_id"):
@@ -147,7 +152,8 @@ async def delete_session(
     caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> None:
-    """Delete the session, its messages, snapshots and index entries (atomically)."""
+    """Delete the session, its messages, snapshots and index entries (atomically). One round
+    trip."""
     user, store = caller.user, caller.store
     if not await store.delete_session(session_id, user, request_id=idempotency_key):
         raise not_found()
@@ -164,7 +170,7 @@ async def end_session(
     caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Ended:
-    """Record the session's end time (the first one is kept)."""
+    """Record the session's end time (the first one is kept). One round trip."""
     user, store = caller.user, caller.store
     if not await store.end_session(session_id, user, request_id=idempotency_key):
         raise not_found()
@@ -182,7 +188,8 @@ async def get_messages(
     limit: Limit = 50,
     before_turn_no: Annotated[int | None, QueryParameter(ge=0, le=2**53 - 1)] = None,
 ) -> MessageList:
-    """The newest ``limit`` (capped at 100) messages below ``before_turn_no``, oldest first."""
+    """The newest ``limit`` (capped at 100) messages below ``before_turn_no``, oldest first.
+    One round trip (two when there are none: a missing session is 404)."""
     user, store = caller.user, caller.store
     messages = await store.get_messages(
         session_id, user, limit=min(limit, MAX_PAGE), before_turn_no=before_turn_no
@@ -204,7 +211,8 @@ async def append_message(
     caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Appended:
-    """Append a turn (with whiteboard actions: a snapshot under its turn number)."""
+    """Append a turn (with whiteboard actions: a snapshot under its turn number). One round
+    trip."""
     user, store = caller.user, caller.store
     turn = await store.append_message(
         session_id,
@@ -228,7 +236,8 @@ async def whiteboard_state(
     caller: CallerDep,
     target_snapshot_index: Annotated[int | None, QueryParameter(ge=0, le=2**53 - 1)] = None,
 ) -> WhiteboardState:
-    """The actions of every snapshot up to ``target_snapshot_index`` (the latest when absent)."""
+    """The actions of every snapshot up to ``target_snapshot_index`` (the latest when absent).
+    One round trip (two when there are none: a missing session is 404)."""
     user, store = caller.user, caller.store
     actions = await store.get_whiteboard_state(session_id, user, target_snapshot_index)
     if not actions and not await store.session_exists(session_id, user):
