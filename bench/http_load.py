@@ -74,6 +74,8 @@ class User:
 class Run:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n, _ in MIX})
     errors: dict[str, int] = field(default_factory=dict)
+    lag: list[float] = field(default_factory=list)  # the client loop's lateness on 5 ms sleeps
+    load: float = 0.0  # the machine's 1-minute load average at the end
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -187,6 +189,15 @@ def check_writes(url: str, prefix: str, users: list[User]) -> tuple[int, int]:
     return checked, lost
 
 
+async def probe_lag(run: Run, deadline: float) -> None:
+    """How late a 5 ms sleep wakes up in the client: the scheduling noise every latency here
+    includes (the machine is shared)."""
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        await asyncio.sleep(0.005)
+        run.lag.append(time.perf_counter() - started - 0.005)
+
+
 def summarize(
     mode: str, users: int, seconds: float, run: Run, *, checked: int, lost: int
 ) -> dict[str, Any]:
@@ -207,11 +218,14 @@ def summarize(
         "lost": lost,
         "per_op_p99": {op: percentile(v, 0.99) * 1000 for op, v in run.latencies.items()},
         "per_op_p50": {op: percentile(v, 0.50) * 1000 for op, v in run.latencies.items()},
+        "lag_p99": percentile(run.lag, 0.99) * 1000,
+        "load": os.getloadavg()[0],
     }
     print(
         f"think {Knobs.think:g} s {mode:>10} {users:>4} users: {row['throughput']:8.0f} req/s  p50 {row['p50']:6.1f} ms  "
         f"p95 {row['p95']:6.1f} ms  p99 {row['p99']:6.1f} ms  errors {row['errors']}  "
-        f"acked writes {checked}, lost {lost}",
+        f"acked writes {checked}, lost {lost}  (client loop lag p99 {row['lag_p99']:.1f} ms, "
+        f"load {row['load']:.1f})",
         flush=True,
     )
     return row
@@ -252,10 +266,11 @@ async def run_http(
         deadline = time.perf_counter() + length
         started = time.perf_counter()
         await asyncio.gather(
+            probe_lag(run, deadline),
             *(
                 http_user(u, c, run, deadline, random.Random(rng.random()))
                 for u, c in zip(users, conns, strict=True)
-            )
+            ),
         )
         elapsed = time.perf_counter() - started
     for conn in conns:
@@ -279,7 +294,8 @@ async def run_store(url: str, prefix: str, users_n: int, seconds: float) -> dict
             deadline = time.perf_counter() + length
             started = time.perf_counter()
             await asyncio.gather(
-                *(store_user(u, store, run, deadline, random.Random(rng.random())) for u in users)
+                probe_lag(run, deadline),
+                *(store_user(u, store, run, deadline, random.Random(rng.random())) for u in users),
             )
             elapsed = time.perf_counter() - started
     finally:
@@ -330,15 +346,18 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, redis_version: 
         f"the in-process store have a pool of {POOL} Redis connections. In-process: the same mix, the "
         "same number of concurrent tasks, on one AsyncSessionStore (the update reads and writes with "
         "`expected_version`, as PATCH does). Lost writes: every update and message the server "
-        "acknowledged, read back from Redis at the end.",
+        "acknowledged, read back from Redis at the end. Client lag: how late a 5 ms sleep woke up "
+        "in the load client during the run (p99), and the machine's 1-minute load average at its "
+        "end: the machine is shared with other jobs, and every latency includes that noise.",
         "",
-        "| think | mode | users | requests | req/s | p50 ms | p95 ms | p99 ms | errors | acked writes checked | lost |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| think | mode | users | requests | req/s | p50 ms | p95 ms | p99 ms | errors | acked writes checked | lost | client lag p99 ms | load avg |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['think']:g} s | {r['mode']} | {r['users']} | {r['requests']} | {r['throughput']:.0f} | {r['p50']:.1f} | "
-            f"{r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['checked']} | {r['lost']} |"
+            f"{r['p95']:.1f} | {r['p99']:.1f} | {r['errors']} | {r['checked']} | {r['lost']} | "
+            f"{r['lag_p99']:.1f} | {r['load']:.1f} |"
         )
     lines += [
         "",
