@@ -325,9 +325,16 @@ def start_server(url: str, port: int, workers: int, prefix: str) -> subprocess.P
     raise RuntimeError("the server did not start")
 
 
+HEADER = """# HTTP service under load
+
+Each run below is one `python -m bench.http_load` (newest last with `--append`). The machine is
+shared: compare runs by their load average and client lag, not only their latencies.
+"""
+
+
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, redis_version: str) -> str:
     lines = [
-        "# HTTP service under load",
+        f"## Run of {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC",
         "",
         f"`python -m bench.http_load --seconds {args.seconds:g} --workers {args.workers} "
         f"--think {' '.join(f'{t:g}' for t in args.think)} --warmup {args.warmup:g}` on this "
@@ -392,6 +399,9 @@ def main() -> None:
         "--think", type=float, nargs="+", default=[0.0, 1.0], help="mean think times, seconds"
     )
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument(
+        "--append", action="store_true", help="add this run to --out instead of replacing it"
+    )
     parser.add_argument("--store-only", action="store_true", help="only the in-process runs")
     parser.add_argument("--out", default=str(ROOT / "bench" / "http-results.md"))
     args = parser.parse_args()
@@ -419,7 +429,9 @@ def main() -> None:
                 run = run_store(redis_server.url, prefix, users, args.seconds)
                 rows.append(asyncio.run(run))
         version = redis_server.version()
-    Path(args.out).write_text(report(rows, args, version))
+    out = Path(args.out)
+    previous = out.read_text() if out.exists() and args.append else HEADER
+    out.write_text(previous.rstrip() + "\n\n" + report(rows, args, version))
     print(f"wrote {args.out}")
 
 

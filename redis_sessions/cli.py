@@ -22,6 +22,7 @@ from .check import DAMAGE, PROBLEMS
 from .config import StoreConfig
 from .embedded import EmbeddedRedis, RedisServerNotFound
 from .exceptions import InvalidInput, SessionStoreError, StoreUnavailable
+from .http._cli import serve  # the command only: litestar and uvicorn load when it runs
 from .keys import SLOTS, KeySpace
 from .store import SessionStore
 
@@ -314,13 +315,7 @@ def worker(
         raise click.ClickException(f"cannot reach Redis at {redact(obj.url)}: {exc}") from exc
 
 
-def _register_serve() -> None:
-    from .http._cli import serve  # the command only; litestar and uvicorn load when it runs
-
-    cli.add_command(serve)
-
-
-_register_serve()
+cli.add_command(serve)  # redis-sessions serve: the HTTP service (needs the http extra)
 
 
 def _human(age: dt.timedelta) -> str:
