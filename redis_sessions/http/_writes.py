@@ -94,6 +94,22 @@ async def write_context(
     raise HTTPProblem(409, "other writers changed the session on every attempt; try again")
 
 
+async def write_at(
+    store: AsyncSessionStore, session_id: uuid.UUID, user: str, context: TutorContext, version: int
+) -> int:
+    """Write ``context`` if the record is at ``version`` (412 otherwise, 404 when missing);
+    returns the new version. One round trip."""
+    try:
+        written = await store.update_session_context(
+            session_id, user, context, expected_version=version
+        )
+    except VersionConflict as exc:
+        raise precondition_failed(exc.actual) from exc
+    if not written:
+        raise not_found()
+    return version + 1
+
+
 def precondition_failed(current: int) -> HTTPProblem:
     """412, telling the current version."""
     return HTTPProblem(

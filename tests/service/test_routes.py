@@ -389,3 +389,23 @@ def test_cleanup_needs_the_admin_claim(api: Api) -> None:
     no_body = api.client.post("/cleanupExpiredSessions", headers=api.admin)
     assert no_body.json() == {"deleted": 0}
     problem(api.client.get(f"/sessions/{sid}", headers=api.alice), 404)
+
+
+def test_put_with_if_match_is_decided_by_redis_not_by_a_cached_read(api: Api) -> None:
+    sid = api.new_session(context={"session_goal": "v1"})
+    assert api.client.get(f"/sessions/{sid}", headers=api.alice).headers["etag"] == '"1"'
+    with api.store() as other:  # another process, whose write the app has not heard of
+        session = other.get_session(sid, "alice")
+        session.context.session_goal = "v2"
+        assert other.update_session_context(sid, "alice", session.context, expected_version=1)
+    reply = api.client.put(
+        f"/sessions/{sid}", json={"session_goal": "v3"}, headers={**api.alice, "If-Match": '"2"'}
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["etag"] == '"3"'
+    stale = api.client.put(
+        f"/sessions/{sid}", json={"session_goal": "lost"}, headers={**api.alice, "If-Match": '"2"'}
+    )
+    assert stale.status_code == 412 and stale.headers["etag"] == '"3"'
+    with api.store() as other:
+        assert other.get_session(sid, "alice").context.session_goal == "v3"
