@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -70,6 +71,7 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     close_store: bool | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> Litestar:
     """The HTTP service over ``store`` as an ASGI app (Litestar), checking tokens by ``auth``.
 
@@ -113,6 +115,14 @@ def create_app(
         lifespan=[lifespan],
         state=state,
         request_max_body_size=max_body_bytes,
+        cors_config=CORSConfig(
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key"],
+            expose_headers=["ETag", "Location", "Retry-After"],
+        )
+        if cors_origins
+        else None,
         openapi_config=OpenAPIConfig(
             title="redis-sessions",
             version="1",

@@ -18,6 +18,7 @@ ENV_URL = "REDIS_SESSIONS_URL"
 ENV_PREFIX = "REDIS_SESSIONS_PREFIX"
 ENV_MAX_BODY = "REDIS_SESSIONS_MAX_BODY_BYTES"
 ENV_POOL = "REDIS_SESSIONS_MAX_CONNECTIONS"
+ENV_CORS = "REDIS_SESSIONS_CORS_ORIGINS"
 
 
 def serve_url(url: str | None, group_url: str | None, embedded: bool) -> str | None:
@@ -52,6 +53,7 @@ def app_from_env() -> Any:
         lambda: AsyncSessionStore.from_url(url, config=config, max_connections=pool),
         auth,
         max_body_bytes=int(os.environ.get(ENV_MAX_BODY, str(2 * 1024 * 1024))),
+        cors_origins=[o for o in os.environ.get(ENV_CORS, "").split(",") if o],
     )
 
 
@@ -91,6 +93,12 @@ def app_from_env() -> Any:
     type=click.IntRange(1, 100_000),
     help="Redis connections per worker (a request waits for a free one).",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="An origin whose browser pages may call the API (repeat for several; none by default).",
+)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 @click.pass_context
 def serve(ctx: click.Context, /, **opts: Any) -> None:
@@ -113,6 +121,7 @@ def serve(ctx: click.Context, /, **opts: Any) -> None:
         ENV_PREFIX: prefix,
         ENV_MAX_BODY: str(opts["max_body_bytes"]),
         ENV_POOL: str(opts["max_connections"]),
+        ENV_CORS: ",".join(opts["cors_origins"]),
     }
     if insecure_no_auth:
         env[NO_AUTH_ENV] = "1"

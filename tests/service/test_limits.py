@@ -67,3 +67,26 @@ def test_redis_down_is_503_with_retry_after() -> None:
             assert api.client.get("/healthz").status_code == 200
     finally:
         server.stop()
+
+
+def test_cors_only_for_the_configured_origins(http_redis: EmbeddedRedis) -> None:
+    with serving(http_redis.url, cors_origins=["https://tutor.example"]) as api:
+        sid = api.new_session()
+        preflight = {
+            "Origin": "https://tutor.example",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "authorization, if-match, content-type",
+        }
+        reply = api.client.options(f"/sessions/{sid}", headers=preflight)
+        assert reply.status_code in (200, 204)
+        assert reply.headers["access-control-allow-origin"] == "https://tutor.example"
+        assert "if-match" in reply.headers["access-control-allow-headers"].lower()
+        got = api.client.get(
+            f"/sessions/{sid}", headers={**api.alice, "Origin": "https://tutor.example"}
+        )
+        assert "etag" in got.headers["access-control-expose-headers"].lower()
+        other = api.client.get(f"/sessions/{sid}", headers={**api.alice, "Origin": "https://evil"})
+        assert "access-control-allow-origin" not in other.headers
+    with serving(http_redis.url) as api:  # none by default
+        reply = api.client.get("/healthz", headers={"Origin": "https://tutor.example"})
+        assert "access-control-allow-origin" not in reply.headers
