@@ -35,7 +35,7 @@ check: lint test
 generate: $(STAMP)
 	$(BIN)/python scripts/unasync.py
 
-## bench: every benchmark (own throwaway redis-servers; ~5 min, ~600 MB); results in bench/*.md
+## bench: every benchmark (own throwaway redis-servers; ~10 min, ~600 MB); results in bench/*.md
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -52,6 +52,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.sweep
 	$(BENCH_VENV)/bin/python -m bench.profile
 	$(BENCH_VENV)/bin/python -m bench.observability
+	$(BENCH_VENV)/bin/python -m bench.http_load
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

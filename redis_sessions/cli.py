@@ -37,6 +37,7 @@ from ._cli_format import (
 )
 from .check import DAMAGE, PROBLEMS
 from .embedded import EmbeddedRedis, RedisServerNotFound
+from .http._cli import serve  # the command only: litestar and uvicorn load when it runs
 from .keys import SLOTS
 from .store import SessionStore
 
@@ -363,6 +364,9 @@ def worker(  # noqa: PLR0917 - one parameter per option, as click passes them
             ),
             burst=burst,
         )
+
+
+cli.add_command(serve)  # redis-sessions serve: the HTTP service (needs the http extra)
 
 
 def main(args: list[str] | None = None) -> Any:
