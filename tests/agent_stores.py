@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import fakeredis
-import pytest
 import redis
 import redis.asyncio
 
 from redis_sessions import AsyncSessionStore, StoreConfig
 from redis_sessions.embedded import EmbeddedRedis
 
-from .backends import Backend, all_backends
+from .backends import Backend
 from .conftest import delete_prefix, server_for
 
 T = TypeVar("T")
@@ -58,12 +57,3 @@ class AgentStores:
         delete_prefix(self.client, self.prefix)
         self.client.close()
         self.loop.close()
-
-
-@pytest.fixture(params=[pytest.param(b, id=b.name) for b in all_backends()])
-def agent_stores(
-    request: pytest.FixtureRequest, real_servers: dict[str, EmbeddedRedis]
-) -> Iterator[AgentStores]:
-    stores = AgentStores(request.param, real_servers)
-    yield stores
-    stores.close()

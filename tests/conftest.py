@@ -173,3 +173,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         "backends: " + ", ".join(b.name for b in all_backends()) + " (each: sync and async store)"
     ]
+
+
+@pytest.fixture(params=[pytest.param(b, id=b.name) for b in all_backends()])
+def agent_stores(request: pytest.FixtureRequest, real_servers: dict[str, EmbeddedRedis]) -> Any:
+    """AsyncSessionStores on each backend for the agent framework integrations (tests/agent_stores.py)."""
+    from .agent_stores import AgentStores
+
+    stores = AgentStores(request.param, real_servers)
+    yield stores
+    stores.close()
