@@ -335,6 +335,12 @@ class StateOps(CoreBase):
         removed = yield Command(("ZREM", self.keys.scoped_index(uid, scope), *entries))
         return int(removed)
 
+    def get_user_state(self, uid: str, scope: str) -> Op[dict[str, Any]]:
+        """The user's state in ``scope``. One round trip."""
+        key = self.keys.user_state(uid, check_scope(scope))
+        fields = yield from self._read_hash("HGETALL", key)
+        return self._decode_state(key, fields)
+
     def get_app_state(self, scope: str) -> Op[dict[str, Any]]:
         """The state shared by every user of ``scope``. One round trip."""
         key = self.keys.app_state(check_scope(scope))

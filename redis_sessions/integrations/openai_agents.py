@@ -76,7 +76,13 @@ class AgentSession:
     one round trip.
     """
 
+    #: the store session's id (canonical UUID text)
     session_id: str
+    #: the store user the session belongs to
+    user_id: str
+    #: the store the items are kept in
+    store: AsyncSessionStore
+    #: the SDK's settings (``limit``: the items ``get_items()`` gives by default)
     session_settings: SessionSettings | None
 
     def __init__(
