@@ -2,7 +2,7 @@
 -- change its free-form state, its user's state of one scope and its entry in a scoped index.
 -- KEYS[1] = session record hash              rs:{u:<u>}:s:<sid>
 -- KEYS[2] = messages hash                    rs:{u:<u>}:s:<sid>:msgs   (turn_no -> message JSON)
--- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb     (trimmed with its turns)
+-- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb     (snapshot_index -> actions)
 -- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
 -- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
 -- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
@@ -10,8 +10,13 @@
 -- KEYS[8] = the session's state hash         rs:{u:<u>}:s:<sid>:state  (field -> JSON)
 -- KEYS[9] = (with ARGV[13] > 0) the user's state hash of a scope   rs:{u:<u>}:us:<scope>
 -- KEYS[10] = (with ARGV[14] ~= "") the user's scoped session index rs:{u:<u>}:ext:<scope>
--- ARGV[1..7] = user id, session id, expiry entry <u>:<sid>, now (epoch µs), TTL backstop (ms, 0:
---              none), "<invalidation channel>|<origin>" ("": none), replay window (ms): as append
+-- ARGV[1] = user id (must match the record's)
+-- ARGV[2] = session id
+-- ARGV[3] = expiry index entry, <u>:<sid>
+-- ARGV[4] = now, epoch microseconds (the activity score; expiry indexes take its milliseconds)
+-- ARGV[5] = TTL backstop in milliseconds (0: none)
+-- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
+-- ARGV[7] = how long the reply is kept for a resent request, milliseconds
 -- ARGV[8] = now, ISO-8601 text (updated_at)
 -- ARGV[9] = how many messages to keep; older ones and their snapshots are trimmed
 -- ARGV[10] = the turn counter the caller last read ("" : any): another value writes nothing
@@ -73,10 +78,10 @@ local latest_turn, latest_snapshot = meta.turn, meta.snapshot
 if m > 0 then
   local fields = {}
   for i = 1, m do
-    local turn = meta.turns + i
+    local turn, message = meta.turns + i, ARGV[14 + i]
     if turn > last - keep then  -- what the trim below would take at once is never written
       fields[#fields + 1] = turn
-      fields[#fields + 1] = ARGV[14 + i]
+      fields[#fields + 1] = message
     end
   end
   redis.call('HSET', messages_key, unpack(fields))

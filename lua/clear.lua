@@ -1,9 +1,19 @@
 -- Clear a session's history (every message and whiteboard snapshot) and keep the session: its
 -- record, context, state, turn counter (numbers are never reused after a clear) and index entries.
--- KEYS[1..7] = record, messages, snapshots, user index, live and ended expiry indexes, replay key:
---              as in append.lua
--- ARGV[1..7] = user id, session id, expiry entry <u>:<sid>, now (epoch µs), TTL backstop (ms, 0:
---              none), "<invalidation channel>|<origin>" ("": none), replay window (ms): as append
+-- KEYS[1] = session record hash              rs:{u:<u>}:s:<sid>
+-- KEYS[2] = messages hash                    rs:{u:<u>}:s:<sid>:msgs   (turn_no -> message JSON)
+-- KEYS[3] = whiteboard snapshots hash        rs:{u:<u>}:s:<sid>:wb     (snapshot_index -> actions)
+-- KEYS[4] = the user's session index (zset)  rs:{u:<u>}:idx
+-- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
+-- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
+-- KEYS[7] = this request's replay key        rs:{u:<u>}:req:<request id>  (see remember in _lib)
+-- ARGV[1] = user id (must match the record's)
+-- ARGV[2] = session id
+-- ARGV[3] = expiry index entry, <u>:<sid>
+-- ARGV[4] = now, epoch microseconds (the activity score; expiry indexes take its milliseconds)
+-- ARGV[5] = TTL backstop in milliseconds (0: none)
+-- ARGV[6] = "<invalidation channel>|<origin>" to announce the change on ("" : none)
+-- ARGV[7] = how long the reply is kept for a resent request, milliseconds
 -- ARGV[8] = now, ISO-8601 text (updated_at)
 -- Returns {1, messages removed, damaged}, or {0} when the record is missing or belongs to another
 -- user; a CORRUPT error when the record or its messages key is damaged (nothing written). A resent
