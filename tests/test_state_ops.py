@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from redis_sessions import InvalidInput, SessionNotFound, SessionStore, StoreConfig
+from redis_sessions import CorruptData, InvalidInput, SessionNotFound, SessionStore, StoreConfig
 
 from .conftest import Clock, StoreFactory, data_keys
 
@@ -220,3 +220,53 @@ def test_the_keep_alive_refresh_reaches_the_state(
     store.client.hdel(store.keyspace.session("alice", str(sid)), "ttl_until")  # the refresh is due
     store.append_message(sid, "alice", "user", "q")
     assert store.client.pttl(state) > 1_000_000_000  # refreshed with the session's other keys
+
+
+def test_a_sweep_takes_the_state_and_history_with_the_session(
+    store: SessionStore, clock: Clock
+) -> None:
+    sid = store.create_session("alice")
+    store.append_messages(sid, "alice", [("user", "q", None)])
+    store.update_session_state(sid, "alice", {"k": 1})
+    clock.advance(days=31)
+    report = store.cleanup_expired_sessions()
+    assert report.deleted == 1
+    assert data_keys(store.client, store.config.key_prefix, match="{u:alice}:s:*") == set()
+
+
+def test_a_resent_request_is_applied_once(store: SessionStore) -> None:
+    sid = store.create_session("alice")
+    batch = [("user", "q", None), ("assistant", "a", None)]
+    assert store.append_messages(sid, "alice", batch, request_id="batch-1") == 2
+    assert store.append_messages(sid, "alice", batch, request_id="batch-1") == 2
+    assert texts(store, sid) == ["q", "a"]
+    first = store.pop_message(sid, "alice", request_id="pop-1")
+    again = store.pop_message(sid, "alice", request_id="pop-1")
+    assert first is not None and again is not None and first.text == again.text == "a"
+    assert texts(store, sid) == ["q"]  # one message taken, not two
+    assert store.clear_messages(sid, "alice", request_id="clear-1") == 1
+    store.append_message(sid, "alice", "user", "kept")
+    assert store.clear_messages(sid, "alice", request_id="clear-1") == 1  # the first reply
+    assert texts(store, sid) == ["kept"]
+    with pytest.raises(InvalidInput, match="request_id"):
+        store.pop_message(sid, "alice", request_id="batch-1")  # an id of another write
+
+
+def test_a_damaged_messages_key_stops_the_write(store: SessionStore) -> None:
+    sid = store.create_session("alice")
+    _, messages_key, _ = store.keyspace.session_keys("alice", str(sid))
+    store.client.set(messages_key, b"not a hash")
+    for write in (
+        lambda: store.append_messages(sid, "alice", [("user", "q", None)]),
+        lambda: store.clear_messages(sid, "alice"),
+    ):
+        with pytest.raises(CorruptData):
+            write()
+    assert store.client.get(messages_key) == b"not a hash"
+    state_key = store.keyspace.session_state("alice", str(sid))
+    store.client.set(state_key, b"not a hash")
+    with pytest.raises(CorruptData):
+        store.update_session_state(sid, "alice", {"k": 1})
+    with pytest.raises(CorruptData):
+        store.get_session_state(sid, "alice")
+    assert store.check().problems == {"wrong-type": 2}

@@ -15,8 +15,9 @@ Differences from ADK's own services (also in the README):
   event's timestamp; a listing is ordered by it, oldest first, as ADK's.
 - A session keeps at most ``StoreConfig.max_messages`` events (the oldest go first); ``get_session``
   filters by ``after_timestamp`` among those, by each event's own timestamp.
-- Staleness: ``append_event`` raises ``StaleSessionError`` when another event was appended (or one
-  taken back) since the session object was read or last appended to; a session object that this
+- Staleness: ``append_event`` raises ``StaleSessionError`` when the session's turn counter moved
+  since the session object was read or last appended to (another event appended, or a message
+  taken back; a pop followed by an append in between is not seen); a session object that this
   service did not make is not checked.
 - The ``app:`` part of a state delta is written after the event and the rest of the delta (one
   more round trip, another slot): not atomically with them.
