@@ -212,9 +212,20 @@ def test_a_taken_id_a_stale_append_and_a_gone_session(agent_stores: AgentStores)
         stored = await service.get_session(app_name=APP, user_id="alice", session_id="s")
         assert stored is not None and texts(stored.events) == ["one"] and stored.state == {"k": 3}
         await service.append_event(stored, text_event("user", "two"))  # a fresh read goes on
+        # the app's own context and state writes do not make an ADK session object stale
+        store, sid = service.store, store_session_id(APP, "s")
+        ctx = await store.get_session_context(sid, "alice")
+        assert ctx is not None
+        ctx.session_goal = "Matrices"
+        assert await store.update_session_context(sid, "alice", ctx)
+        assert await store.update_session_state(sid, "alice", {"k": 5})
+        await service.append_event(stored, text_event("user", "three"))
+        again = await service.get_session(app_name=APP, user_id="alice", session_id="s")
+        assert again is not None and texts(again.events) == ["one", "two", "three"]
+        assert again.state == {"k": 5}
         await service.delete_session(app_name=APP, user_id="alice", session_id="s")
         with pytest.raises(SessionNotFoundError):
-            await service.append_event(stored, text_event("user", "three"))
+            await service.append_event(stored, text_event("user", "four"))
 
     agent_stores.run(scenario())
 

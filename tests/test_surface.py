@@ -107,3 +107,16 @@ def test_built_wheel_ships_the_lua_scripts(tmp_path: Path) -> None:
         assert f"redis_sessions/lua/{stem}.lua" in names
     assert "redis_sessions/py.typed" in names
     assert "workers/__init__.py" in names
+
+
+def test_the_core_never_imports_the_agent_frameworks() -> None:
+    """The integrations are optional extras: ``import redis_sessions`` loads none of them."""
+    code = (
+        "import sys, redis_sessions, redis_sessions.store, redis_sessions.aio; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('agents', 'openai') "
+        "or m.startswith(('google.adk', 'google.genai', 'redis_sessions.integrations'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.strip() == "[]"

@@ -114,7 +114,9 @@ def _timestamp(updated_at: str) -> float:
 class RedisSessionService(BaseSessionService):
     """A Google ADK ``BaseSessionService`` on an ``AsyncSessionStore`` (see the module docstring
     for the layout and the differences from ADK's own services). Round trips: ``create_session``
-    2 (3 with ``app:`` state), ``get_session`` 2, ``list_sessions`` 2, ``delete_session`` 2,
+    4 (create, state, and the read that gives the merged state back; 5 with ``app:`` state),
+    ``get_session`` 2 (the session's slot, the app's), ``list_sessions`` 2 (3 when it removes
+    entries of sessions the store deleted), ``delete_session`` 2, ``get_user_state`` 1,
     ``append_event`` 1 (2 with ``app:`` state)."""
 
     #: the store the sessions are kept in
