@@ -178,6 +178,10 @@ class KeySpace:
         ``rs:{u:<u>}:ext:<scope>`` (entries ``<session_id> <external id>``)."""
         return f"{self.user_tag(user_id)}:ext:{encode_user(scope)}"
 
+    def scoped_index_pattern(self, scope: str) -> str:
+        """A SCAN MATCH pattern for the scoped index of ``scope`` of every user."""
+        return f"{_glob_escape(self.prefix)}:{{u:*}}:ext:{_glob_escape(encode_user(scope))}"
+
     def app_state(self, scope: str) -> str:
         """The free-form state of one scope (an app), shared by all its users:
         ``rs:{a:<scope>}:as`` (its own hash tag: not in any user's slot)."""

@@ -24,7 +24,7 @@ from .exceptions import InvalidInput, SessionNotFound
 from .keys import check_scope, check_user_id, check_uuid
 from .models import TutorContext
 from .records import Message
-from .requests import Arg, Command, Op, RunScript
+from .requests import Arg, Command, Op, RunScript, ScanBatch
 from .scripts import ScriptName
 from .validation import MAX_DEPTH, free_form_errors
 
@@ -329,6 +329,29 @@ class StateOps(CoreBase):
         if reply[2]:
             yield from self.drop_scoped(uid, scope, [bytes(e).decode() for e in reply[2]])
         return user_state, rows
+
+    def scoped_users(self, scope: str, count: int = 1000) -> Op[list[str]]:
+        """The users who have a scoped index of ``scope``: a SCAN of the whole store, in batches
+        of about ``count`` keys (one round trip each, on every primary of a cluster)."""
+        pattern = self.keys.scoped_index_pattern(check_scope(scope))
+        users: set[str] = set()
+        cursor: Any = None
+        while True:
+            cursor, batch = yield ScanBatch(pattern, count, cursor)
+            for key in batch:
+                try:
+                    info = self.keys.classify(key)
+                except UnicodeDecodeError:  # not UTF-8: no key the store writes
+                    continue
+                if (
+                    info is not None
+                    and info.kind == "ext"
+                    and info.user_id is not None
+                    and self.keys.scoped_index(info.user_id, scope).encode() == bytes(key)
+                ):
+                    users.add(info.user_id)
+            if cursor is None:
+                return sorted(users)
 
     def drop_scoped(self, uid: str, scope: str, entries: Sequence[str]) -> Op[int]:
         """Remove entries from the user's scoped index. One round trip."""

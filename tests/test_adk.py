@@ -172,8 +172,17 @@ def test_listing_per_user_and_deletion(agent_stores: AgentStores) -> None:
         assert [
             s.id for s in (await service.list_sessions(app_name=APP, user_id="bob")).sessions
         ] == ["a"]
-        with pytest.raises(InvalidInput, match="user_id"):
-            await service.list_sessions(app_name=APP)
+        everyone = (await service.list_sessions(app_name=APP)).sessions  # a SCAN of the store
+        assert sorted((s.user_id, s.id) for s in everyone) == [
+            ("alice", "a"),
+            ("alice", "b"),
+            ("alice", "c"),
+            ("bob", "a"),
+        ]
+        times = [s.last_update_time for s in everyone]
+        assert times == sorted(times)
+        assert (everyone[-1].user_id, everyone[-1].id) == ("alice", "a")
+        assert (await service.list_sessions(app_name="nobody")).sessions == []
         await service.delete_session(app_name=APP, user_id="alice", session_id="b")
         await service.delete_session(app_name=APP, user_id="alice", session_id="never")
         assert await service.get_session(app_name=APP, user_id="alice", session_id="b") is None

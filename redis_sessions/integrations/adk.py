@@ -9,8 +9,8 @@ user) in the user's slot, the ``app:`` state a hash per app (a slot of its own);
 is never stored. The ADK session id is kept as given and given back.
 
 Differences from ADK's own services (also in the README):
-- ``list_sessions`` needs a ``user_id`` (sessions of every user of an app are not listed: each
-  user's keys live in their own slot); ``InvalidInput`` (a ValueError) without one.
+- ``list_sessions`` without a ``user_id`` (every user of the app) SCANs the whole store: each
+  user's keys live in their own slot, and no index spans users.
 - ``last_update_time`` is the store's ``updated_at`` (its clock, at the last write), not the last
   event's timestamp; a listing is ordered by it, oldest first, as ADK's.
 - A session keeps at most ``StoreConfig.max_messages`` events (the oldest go first); ``get_session``
@@ -115,8 +115,8 @@ class RedisSessionService(BaseSessionService):
     """A Google ADK ``BaseSessionService`` on an ``AsyncSessionStore`` (see the module docstring
     for the layout and the differences from ADK's own services). Round trips: ``create_session``
     4 (create, state, and the read that gives the merged state back; 5 with ``app:`` state),
-    ``get_session`` 2 (the session's slot, the app's), ``list_sessions`` 2 (3 when it removes
-    entries of sessions the store deleted), ``delete_session`` 2, ``get_user_state`` 1,
+    ``get_session`` 2 (the session's slot, the app's), ``list_sessions`` 2 with a user (3 when it
+    removes entries of sessions the store deleted; without a user, a SCAN and one per user), ``delete_session`` 2, ``get_user_state`` 1,
     ``append_event`` 1 (2 with ``app:`` state)."""
 
     #: the store the sessions are kept in
@@ -232,27 +232,33 @@ class RedisSessionService(BaseSessionService):
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
     ) -> ListSessionsResponse:
-        """The user's sessions in the app, without events, with their merged state, least
-        recently updated first. ``user_id`` is required (see the module docstring)."""
+        """The user's sessions in the app (every user's when ``user_id`` is None), without
+        events, with their merged state, least recently updated first (ties by user, then id).
+
+        Without ``user_id`` the whole store is SCANned for the users of the app (about one round
+        trip per 1000 keys of the store, then one per user): an operator's call, not a hot path.
+        """
         check_scope(app_name)
+        core = self.store._core
         if user_id is None:
-            raise InvalidInput(
-                "list_sessions needs a user_id: sessions of every user are not listed by this store"
-            )
-        uid = check_user_id(user_id)
-        user_state, rows = await self.store._drive(self.store._core.list_scoped(uid, app_name))
+            users = await self.store._drive(core.scoped_users(app_name))
+        else:
+            users = [check_user_id(user_id)]
         app_state = await self._app_state(app_name)
-        sessions = [
-            Session(
-                id=row.external_id,
-                app_name=app_name,
-                user_id=uid,
-                state=_merged(row.state, user_state, app_state),
-                last_update_time=_timestamp(row.updated_at),
-            )
-            for row in rows
-        ]
-        sessions.sort(key=lambda s: (s.last_update_time, s.id))
+        sessions = []
+        for uid in users:
+            user_state, rows = await self.store._drive(core.list_scoped(uid, app_name))
+            sessions += [
+                Session(
+                    id=row.external_id,
+                    app_name=app_name,
+                    user_id=uid,
+                    state=_merged(row.state, user_state, app_state),
+                    last_update_time=_timestamp(row.updated_at),
+                )
+                for row in rows
+            ]
+        sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
         return ListSessionsResponse(sessions=sessions)
 
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
