@@ -270,3 +270,24 @@ def test_a_damaged_messages_key_stops_the_write(store: SessionStore) -> None:
     with pytest.raises(CorruptData):
         store.get_session_state(sid, "alice")
     assert store.check().problems == {"wrong-type": 2}
+    store.check(repair=True, drop_corrupt=True)
+    assert store.check().problems == {}
+    assert store.get_session_state(sid, "alice") == {}  # the damage went, the session stayed
+
+
+def test_check_knows_the_scoped_keys_and_drops_them_damaged(store: SessionStore) -> None:
+    keys = store.keyspace
+    sid = store.create_session("alice")
+    store.update_session_state(sid, "alice", {"k": 1})
+    for key in (
+        keys.user_state("alice", "app"),
+        keys.app_state("app"),
+        keys.scoped_index("alice", "app"),
+    ):
+        store.client.set(key, b"damage")
+    report = store.check()
+    assert report.problems == {"wrong-type": 3} and report.unknown_keys == 0
+    store.check(repair=True, drop_corrupt=True)
+    report = store.check()
+    assert report.problems == {} and report.unknown_keys == 0
+    assert store.get_session_state(sid, "alice") == {"k": 1}
