@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## demo: the scripted tutoring-session lifecycle (embedded Redis unless REDIS_URL is set)
+## demo: the scripted tutoring-session lifecycle (embedded Redis unless REDIS_SESSIONS_URL is set)
 demo: $(STAMP)
 	$(BIN)/redis-sessions demo
 
@@ -51,6 +51,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.replay
 	$(BENCH_VENV)/bin/python -m bench.sweep
 	$(BENCH_VENV)/bin/python -m bench.profile
+	$(BENCH_VENV)/bin/python -m bench.observability
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

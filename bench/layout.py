@@ -26,7 +26,7 @@ import msgspec
 import redis
 
 from bench.common import with_history
-from redis_sessions import codec
+from redis_sessions import codec, write_codec
 from redis_sessions.embedded import EmbeddedRedis
 from redis_sessions.samples import realistic_context
 
@@ -60,8 +60,8 @@ def run(client: redis.Redis, version: str) -> str:
     lean_struct = msgspec.structs.replace(ctx, history=[], whiteboard_history=[])
     full_bytes = len(msgspec.json.encode(with_history(ctx)))
 
-    fields = codec.encode_context(ctx, user_id=user, session_id=sid, max_bytes=1 << 20)
-    meta = codec.record_fields(
+    fields = write_codec.encode_context(ctx, user_id=user, session_id=sid, max_bytes=1 << 20)
+    meta = write_codec.record_fields(
         user_id=user, session_id=sid, now=codec.utc_now(), context_fields=fields
     )
     single_json = msgspec.json.encode(lean_struct)
@@ -78,7 +78,7 @@ def run(client: redis.Redis, version: str) -> str:
     single_stored = client.hgetall(single_key)
 
     def encode_per_field() -> object:
-        return codec.encode_context(ctx, user_id=user, session_id=sid, max_bytes=1 << 20)
+        return write_codec.encode_context(ctx, user_id=user, session_id=sid, max_bytes=1 << 20)
 
     def encode_single() -> object:
         blob = msgspec.json.encode(msgspec.structs.replace(ctx, history=[], whiteboard_history=[]))

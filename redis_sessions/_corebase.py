@@ -32,7 +32,13 @@ from .records import Folder, Session
 from .requests import Arg, Command, Op, Request, RunScript
 from .scripts import ScriptName
 
-logger: logging.Logger = logging.getLogger("redis_sessions")
+#: The logger of the core operations (this module, ``core``, ``history``, ``folder_ops``); every
+#: record carries ``extra={"event": ...}`` (see the README's "Logs" section).
+logger: logging.Logger = logging.getLogger("redis_sessions.core")
+
+#: Damage a store remembers having logged, as (key, problem): each is logged once, later meetings
+#: are counted only.
+LOGGED_DAMAGE: Final = 10_000
 
 
 #: Reads from a folder source of the app: (folder_id, user_id) -> Folder or None, or an awaitable
@@ -133,6 +139,8 @@ class CoreBase(CacheCoherence):
         self._undecodable = 0
         self._replay_window_ms = int(self.config.replay_window.total_seconds() * 1000)
         self._request_numbers = itertools.count(1)  # next() is atomic: thread-safe ids
+        # (key, problem) logged already (bounded, oldest first)
+        self._logged_damage: dict[tuple[str, str], None] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -177,7 +185,21 @@ class CoreBase(CacheCoherence):
         """Count and log damage a read went around (a message, a listing row), with its key."""
         with self._lock:
             self._undecodable += 1
-        logger.warning("corrupt data at %s: %s", key, problem)
+            seen = (key, str(problem))
+            first = seen not in self._logged_damage
+            if first:
+                self._logged_damage[seen] = None
+                if len(self._logged_damage) > LOGGED_DAMAGE:
+                    del self._logged_damage[next(iter(self._logged_damage))]
+        if first:  # once: a hot damaged record must not flood the log
+            logger.warning(
+                "corrupt data at %s: %s",
+                key,
+                problem,
+                extra={"event": "corrupt_data", "key": key},
+            )
+        if self.observer is not None:
+            self.observer.corrupt(key, str(problem))
 
     def _damage(self, key: str, problem: object) -> CorruptData:
         """Count and log damage that stops an operation; the error to raise for it."""
@@ -231,25 +253,34 @@ class CoreBase(CacheCoherence):
         for problem in bad_snapshots:
             self.report_corrupt(snapshots_key, problem)
 
-    def _parts(self, record: Record, user_id: str, session_id: str) -> tuple[dict[str, Any], bytes]:
-        """(metadata, lean context JSON) of a record, kept with a cached one; raises CorruptRecord."""
+    def _lean(self, record: Record, user_id: str) -> bytes:
+        """The lean context JSON of a record with sound metadata, kept with a cached one; raises
+        CorruptRecord."""
         if isinstance(record, CachedRecord):
-            if record.parts is None:  # computed once per cached record (a benign race)
-                record.parts = codec.session_parts(record, user_id, session_id)
-            return record.parts
-        return codec.session_parts(record, user_id, session_id)
+            if record.lean is None:  # computed once per cached record (a benign race)
+                record.lean = codec.checked_lean_json(record, user_id)
+            return record.lean
+        return codec.checked_lean_json(record, user_id)
 
     def _session(self, record: Record, user_id: str, session_id: str) -> Session:
         """The record as a Session; raises CorruptData when it does not decode."""
         try:
-            return codec.session_from_parts(self._parts(record, user_id, session_id))
+            lean = self._lean(record, user_id)
+            if isinstance(record, CachedRecord):
+                if record.meta is None:
+                    record.meta = codec.session_meta(record, user_id, session_id)
+                meta = record.meta
+            else:
+                meta = codec.session_meta(record, user_id, session_id)
+            return Session(context=codec.decode_context(lean), **meta)
         except codec.CorruptRecord as exc:
             raise self._undecodable_record(user_id, session_id, exc) from exc
 
     def _context(self, record: Record, user_id: str, session_id: str) -> TutorContext:
-        """The record's context alone (what a Session would hold, without making the Session)."""
+        """The record's context alone (what a Session would hold, without making the Session or
+        parsing the metadata's values)."""
         try:
-            return codec.decode_context(self._parts(record, user_id, session_id)[1])
+            return codec.decode_context(self._lean(record, user_id))
         except codec.CorruptRecord as exc:
             raise self._undecodable_record(user_id, session_id, exc) from exc
 

@@ -27,6 +27,7 @@ import redis.exceptions as rex
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from ._corebase import FolderSource, StoreStats, translate_error
+from ._observe import StoreObserver, default_observer, watch
 from .config import StoreConfig
 from .core import StoreCore
 from .exceptions import CorruptData, InvalidInput, StoreClosed
@@ -109,13 +110,17 @@ class StoreBase:
         clock: Callable[[], dt.datetime] | None = None,
         folder_source: FolderSource | None = None,
         owns_client: bool = False,
+        observer: StoreObserver | None = None,
     ) -> None:
         """Wrap an existing redis-py client (made with ``decode_responses=False``); a
         ``RedisCluster`` works too: every script touches one hash slot.
 
         ``clock`` returns the current time (timezone-aware); ``folder_source(folder_id, user_id)``
         replaces the folders kept in Redis for apps whose folders live elsewhere (with the async
-        store it may be a coroutine function).
+        store it may be a coroutine function). ``observer`` is told what the store does (see
+        ``redis_sessions.observability``: Prometheus metrics, OpenTelemetry spans, logs); without
+        one, the process default (``set_default_observer``), else none: then it costs one
+        ``is None`` check per operation.
         """
         kwargs = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
         if kwargs.get("decode_responses"):
@@ -131,6 +136,8 @@ class StoreBase:
         self._stopping = False
         self._closed = False
         self._stop_message = b"stop:" + uuid.uuid4().hex.encode()
+        self._observer = observer if observer is not None else default_observer()
+        self._core.set_observer(self._observer)
 
     @classmethod
     def from_url(
@@ -140,6 +147,7 @@ class StoreBase:
         config: StoreConfig | None = None,
         clock: Callable[[], dt.datetime] | None = None,
         folder_source: FolderSource | None = None,
+        observer: StoreObserver | None = None,
         **client_options: Any,
     ) -> Self:
         """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
@@ -157,7 +165,12 @@ class StoreBase:
             raise InvalidInput(f"invalid Redis URL {url!r}: {exc}") from exc
         client = cls._client_class.from_pool(pool)
         return cls(
-            client, config=config, clock=clock, folder_source=folder_source, owns_client=True
+            client,
+            config=config,
+            clock=clock,
+            folder_source=folder_source,
+            owns_client=True,
+            observer=observer,
         )
 
     @property
@@ -187,13 +200,15 @@ class StoreBase:
         flight (a write's cache bracket) is released. Before its first operation (each one
         talks to Redis: those that do not are plain methods), the store subscribes to other
         processes' writes. A closed store refuses every operation before it could read its cache
-        or open a connection.
+        or open a connection. With an observer, ``op`` runs watched (``_observe.watch``).
         """
         if self._closed:
             op.close()
             raise StoreClosed("the store is closed: make a new one to go on")
         if self._needs_listener:
             await self._start_listening()
+        if self._observer is not None:  # the one cost of observability without an observer
+            op = watch(op, self._observer)
         try:
             request = next(op)
             while True:

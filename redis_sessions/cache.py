@@ -40,6 +40,8 @@ class TTLCache(Generic[K, V]):
         self._next_sweep = timer() + sweep_interval
         self.hits: int = 0
         self.misses: int = 0
+        #: called (under the cache's lock) for each entry the LRU pushes out; None: nobody asks
+        self.on_evict: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._data)
@@ -83,6 +85,8 @@ class TTLCache(Generic[K, V]):
             self._data.move_to_end(key, last=not cold or known)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
+                if self.on_evict is not None:  # only on an eviction, never on the path of a hit
+                    self.on_evict()
 
     def evict(self, key: K) -> None:
         """Forget ``key`` (nothing happens when it is not there)."""

@@ -14,14 +14,15 @@ with its whole session (the cascade of ``delete_session``), any other key on its
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from . import codec
-from .exceptions import BackendError, InvalidInput
+from ._check_reads import Suspect, _check_expiry, _check_index, _remains, _text
+from .exceptions import InvalidInput
 from .keys import KeyInfo
-from .requests import Arg, Command, Op, Pipeline, RunScript, ScanBatch
+from .requests import Arg, Op, Pipeline, RunScript, ScanBatch
 from .scripts import ScriptName
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ PROBLEMS: Final = {
 }
 #: The problems that ``repair`` leaves alone and only ``drop_corrupt`` removes (by deleting).
 DAMAGE: Final = ("wrong-type", "undecodable")
+#: The remains of a session without record: one repair deletes all of them at once.
+REMAINS: Final = ("dangling-index", "orphan-parts", "dangling-expiry")
 #: The Redis type of each kind of key (``KeySpace.classify``; the layout is in keys.py).
 LAYOUT: Final = {
     "record": "hash",
@@ -84,19 +87,6 @@ class CheckReport(msgspec.Struct, frozen=True, kw_only=True):
         return sum(self.left.values())
 
 
-class Suspect(NamedTuple):
-    """A problem that the check's reads suggest, for a script to confirm (and fix) atomically."""
-
-    problem: str
-    user_id: str | None  # None: a key of no user (an expiry index)
-    session_id: str | None  # None: a key of no session
-    score: int = 0  # the activity score that a repair gives an entry it adds
-    key: str = ""  # wrong-type, undecodable: the key, as text
-    kind: str = ""  # wrong-type: what the key is (KeyInfo.kind)
-    detail: str = ""  # wrong-type, undecodable: what is wrong
-    evidence: tuple[bytes, ...] = ()  # undecodable: the record's fields and values as read
-
-
 class _Run:
     """The tallies of one check."""
 
@@ -110,6 +100,8 @@ class _Run:
         #: drop_corrupt only: what a key of the wrong type stood in the way of, tried again once the
         #: whole store has been scanned (by then every such key has been deleted)
         self.retry: list[Suspect] = []
+        #: repair only: the sessions whose remains a repair deleted, all of them counted then
+        self.cleared: set[tuple[str, str]] = set()
 
     def example(self, kind: str, text: str) -> None:
         if self.shown[kind] < EXAMPLES_PER_KIND:
@@ -154,10 +146,6 @@ def check(
     for suspect in retry:
         yield from _confirm(core, run, suspect, last_try=True)
     return run.report()
-
-
-def _text(key: bytes | str) -> str:
-    return key.decode(errors="backslashreplace") if isinstance(key, bytes) else key
 
 
 def _check_batch(core: StoreCore, run: _Run, batch: list[bytes], count: int) -> Op[list[Suspect]]:
@@ -273,9 +261,32 @@ def _confirm(core: StoreCore, run: _Run, suspect: Suspect, *, last_try: bool) ->
     """Confirm one suspect with a script (which fixes it when asked) and tally the outcome."""
     problem = suspect.problem
     fix = run.drop_corrupt if problem in DAMAGE else run.repair
+    owner = (suspect.user_id or "", suspect.session_id or "")
+    remains: dict[str, int] = {}
+    if fix and problem in REMAINS:
+        if owner in run.cleared:
+            return  # deleted, and counted, with the rest of its session's remains
+        remains = yield from _remains(core, suspect)
     status = int((yield _script(core, suspect, fix)))
     if status == 0:
         return  # a write resolved it meanwhile, or an earlier repair did
+    if remains and status == 1:
+        # The repair deleted every remain of the session at once; count each as `check` would
+        # have found it (one per key or entry), so that a repair reports what a check reports.
+        run.cleared.add(owner)
+        remains[problem] = max(remains.get(problem, 0), 1)
+        for other, found in remains.items():
+            if other != problem and found:
+                run.problems[other] += found
+                run.repaired[other] += found
+                run.example(
+                    other,
+                    f"{PROBLEMS[other]}: user {suspect.user_id!r}, session {suspect.session_id} "
+                    "(repaired)",
+                )
+        extra = remains[problem] - 1
+        run.problems[problem] += extra
+        run.repaired[problem] += extra
     if status == 2 and run.drop_corrupt and not last_try:
         run.retry.append(suspect)  # a key of the wrong type is in the way: deleted by the end
         return
@@ -319,48 +330,3 @@ def _script(core: StoreCore, suspect: Suspect, fix: bool) -> RunScript:
         *suspect.evidence,
     ]
     return RunScript(ScriptName.REPAIR, core.keys.session_write_keys(user_id, session_id), args)
-
-
-def _without_record(
-    core: StoreCore, sessions: list[tuple[str, str]], kind: str
-) -> Op[list[Suspect]]:
-    """The sessions whose record does not exist, as suspects of ``kind``: one pipelined trip."""
-    if not sessions:
-        return []
-    replies = yield Pipeline(tuple(("EXISTS", core.keys.session(u, s)) for u, s in sessions))
-    return [
-        Suspect(kind, u, s) for (u, s), exists in zip(sessions, replies, strict=True) if not exists
-    ]
-
-
-def _zscan(key: bytes, count: int) -> Op[list[bytes]]:
-    """Members of a sorted set, read in ZSCAN batches of about ``count``."""
-    members: list[bytes] = []
-    cursor: Any = 0
-    while True:
-        try:
-            cursor, items = yield Command(("ZSCAN", key, cursor, "COUNT", count))
-        except BackendError as exc:
-            if "WRONGTYPE" not in str(exc):
-                raise
-            return []  # it was replaced by another type since its TYPE was read: the next check
-        members.extend(member for member, _ in items)
-        if int(cursor) == 0:
-            return members
-
-
-def _check_index(core: StoreCore, key: bytes, info: KeyInfo, count: int) -> Op[list[Suspect]]:
-    assert info.user_id is not None
-    user_id = info.user_id
-    session_ids = [m.decode(errors="replace") for m in (yield from _zscan(key, count))]
-    return (yield from _without_record(core, [(user_id, s) for s in session_ids], "dangling-index"))
-
-
-def _check_expiry(core: StoreCore, key: bytes, count: int) -> Op[list[Suspect]]:
-    owners = []
-    for member in (yield from _zscan(key, count)):
-        try:
-            owners.append(core.keys.parse_expiry_member(member))
-        except (ValueError, UnicodeDecodeError):
-            logger.warning("malformed entry %r in %r (the next sweep removes it)", member, key)
-    return (yield from _without_record(core, owners, "dangling-expiry"))

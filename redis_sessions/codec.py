@@ -3,7 +3,9 @@
 A session record is a hash. Metadata fields are plain text, readable in redis-cli:
 
     user_id, session_id, folder_id (absent when None), created_at, updated_at, ended_at (absent until
-    ended; ISO-8601 UTC), version (int), schema (int), turns (messages appended so far)
+    ended; ISO-8601 UTC), version (int), schema (int), turns (messages appended so far),
+    ttl_until (epoch ms when the TTL backstop of the session's keys runs out: Redis's bookkeeping,
+    see keep_alive in lua/_lib.lua; the cache leaves it out)
 
 The lean context (the context minus ``history`` and ``whiteboard_history``) is stored one top-level
 field per hash field, ``c:<name>`` holding that field's JSON, and only where the value differs from the
@@ -18,15 +20,13 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import msgspec
-import msgspec.inspect as mi
 
 from .exceptions import InvalidInput
-from .models import MAX_FLOAT, MAX_SAFE_INT, TutorContext
+from .models import MAX_SAFE_INT, TutorContext
 from .records import Session, SessionInfo
-from .validation import field_errors, unfit
 
 SCHEMA_VERSION: Final = 1
 CONTEXT_PREFIX: Final = b"c:"
@@ -101,294 +101,6 @@ def parse_time(raw: bytes | str) -> dt.datetime:
     return moment.astimezone(dt.timezone.utc)
 
 
-# --------------------------------------------------------------------------- writing a context
-
-
-#: Where NaN, infinity or deep nesting can hide in a field that holds the declared type: the
-#: attributes from the field's value to a float (False) or a free-form value (True), and how deep
-#: that sits in the context (the context itself: 1).
-Probe = tuple[tuple[str, ...], int, bool]
-
-
-class _StoredField(NamedTuple):
-    """How one stored context field is written: its attribute, hash field, default and checker."""
-
-    name: str
-    key: bytes  # b"c:<name>"
-    #: the default itself when it is an immutable scalar (compared without encoding), else _MUTABLE
-    scalar_default: Any
-    default_json: bytes | None  # None: the field has no default
-    decoder: msgspec.json.Decoder[Any]  # the field's declared type, to validate what was encoded
-    probes: tuple[Probe, ...] | None  # None: no float or free-form value inside
-
-
-_MUTABLE: Final = object()
-_SCALARS: Final = (type(None), bool, int, float, str)
-
-
-def _stored_field(f: msgspec.structs.FieldInfo) -> _StoredField:
-    if f.default is not msgspec.NODEFAULT:
-        default: Any = f.default
-    elif f.default_factory is not msgspec.NODEFAULT:
-        default = f.default_factory()
-    else:
-        default = msgspec.NODEFAULT
-    scalar = default if type(default) in _SCALARS else _MUTABLE
-    return _StoredField(
-        name=f.name,
-        key=b"c:" + f.name.encode(),
-        scalar_default=scalar,
-        default_json=None if default is msgspec.NODEFAULT else _encoder.encode(default),
-        decoder=msgspec.json.Decoder(f.type),
-        probes=tuple(_probes(mi.type_info(f.type), (), 2)) or None,
-    )
-
-
-def _probes(t: mi.Type, chain: tuple[str, ...], level: int) -> list[Probe]:
-    """The probes of a value of type ``t`` reached by ``chain``, at ``level``."""
-    if isinstance(t, mi.UnionType):
-        return [p for member in t.types for p in _probes(member, chain, level)]
-    if isinstance(t, mi.FloatType):
-        return [(chain, level, False)]
-    if isinstance(t, mi.StructType):
-        return [p for f in t.fields for p in _probes(f.type, (*chain, f.name), level + 1)]
-    if isinstance(t, (mi.ListType, mi.DictType)):
-        inner = t.item_type if isinstance(t, mi.ListType) else t.value_type
-        # a container of floats or free-form values (or of Structs with some) is walked whole
-        return [(chain, level, True)] if _probes(inner, (), level + 1) else []
-    if isinstance(t, mi.AnyType):
-        return [(chain, level, True)]
-    return []
-
-
-def _unfit(value: Any, probes: tuple[Probe, ...]) -> bool:
-    """Whether a probe of a field's value finds NaN, infinity, or nesting deeper than MAX_DEPTH."""
-    for chain, level, free in probes:
-        found = value
-        for attribute in chain:
-            found = getattr(found, attribute, None)
-        if found is None:
-            continue
-        if free:
-            if unfit(found, level):
-                return True
-        elif isinstance(found, float) and not -MAX_FLOAT <= found <= MAX_FLOAT:
-            return True
-    return False
-
-
-def _refuse(name: str, value: Any) -> None:
-    """Raise InvalidInput with the first problem validation finds in field ``name``, if any: the
-    same message as ``validate_session_context`` gives for it."""
-    errors = field_errors(name, value)
-    if errors:
-        raise InvalidInput(f"invalid context: {errors[0]}")
-
-
-#: Every stored context field, in declaration order.
-_STORED: Final = tuple(
-    _stored_field(f) for f in msgspec.structs.fields(TutorContext) if f.name in _STORED_FIELDS
-)
-#: Hash fields an update may remove: every stored context field but the monotonic ones, and
-#: folder_id. (A ``c:`` field this version does not know, written by a newer one, is left alone.)
-REMOVABLE_FIELDS: Final = (
-    *(f.key for f in _STORED if f.name not in MONOTONIC_FIELDS),
-    b"folder_id",
-)
-
-
-def encode_context(
-    context: TutorContext,
-    *,
-    user_id: str,
-    session_id: str,
-    max_bytes: int,
-    stored: Mapping[bytes, bytes] | None = None,
-) -> dict[bytes, bytes]:
-    """The record fields of ``context``: ``c:<name>`` -> that field's JSON, for every field that
-    differs from its default, plus ``folder_id`` when set.
-
-    Checks that the context belongs to (user_id, session_id), that every field has its declared type
-    (a Struct built by hand is not validated by msgspec, so a wrong type would only fail on a later
-    read), that no float is NaN or infinite (JSON has neither: they would be written as null), that
-    free-form values nest at most MAX_DEPTH deep, and that the lean JSON fits in ``max_bytes``.
-    Raises InvalidInput, writing nothing, with the message validation gives for the problem.
-    ``history`` and ``whiteboard_history`` are left out: they are never stored in the record.
-
-    ``stored``: the record as Redis holds it, when known (the cached one). A field whose JSON is
-    byte for byte what is stored is not validated again: it was read back from Redis already
-    (only its floats and free-form values are, which equal JSON can hide: NaN is written as null).
-    """
-    if not isinstance(context, TutorContext):
-        raise InvalidInput(f"context must be a TutorContext, got {type(context).__name__}")
-    if context.user_id != user_id:
-        raise InvalidInput(
-            f"context.user_id is {context.user_id!r}, but the call is for {user_id!r}"
-        )
-    if str(context.session_id) != session_id:
-        raise InvalidInput(
-            f"context.session_id is {context.session_id}, but the call is for session {session_id}"
-        )
-    known = stored if stored is not None else {}
-    fields: dict[bytes, bytes] = {}
-    # size of the lean JSON object: {"user_id":...,"session_id":...,<fields>}
-    size = 2 + 10 + len(_encoder.encode(user_id)) + 1 + 13 + 38
-    encode, stored_value = _encoder.encode, known.get
-    for name, key, default, default_json, decoder, probes in _STORED:  # the hot loop of writes
-        value = getattr(context, name)
-        if default is not _MUTABLE:
-            if value.__class__ is default.__class__ and value == default:
-                continue
-        elif value.__class__ is list and not value and default_json == b"[]":
-            continue
-        try:
-            blob = encode(value)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            if isinstance(exc, RecursionError):
-                _refuse(name, value)  # nested too deep: say where
-            raise InvalidInput(f"context cannot be encoded as JSON: {exc} - at `$.{name}`") from exc
-        if blob == default_json:
-            if blob == b"null" and value is not None:  # NaN or infinity, written as null
-                _refuse(name, value)
-            continue
-        if probes is not None and _unfit(value, probes):
-            _refuse(name, value)
-        if stored_value(key) != blob:
-            try:
-                decoder.decode(blob)
-            except (msgspec.ValidationError, RecursionError) as exc:
-                _refuse(name, value)
-                raise InvalidInput(f"invalid context: {_at(exc, name)}") from exc
-        fields[key] = blob
-        size += len(key) + 2 + len(blob)  # ,"<name>":<json>
-    if context.folder_id is not None:
-        folder = str(context.folder_id).encode()
-        fields[b"folder_id"] = folder
-        size += 13 + 38
-    if size > max_bytes:
-        raise InvalidInput(f"lean context is {size} bytes, more than max_context_bytes={max_bytes}")
-    return fields
-
-
-_TURN, _SNAPSHOT = (b"c:" + name.encode() for name in MONOTONIC_FIELDS)
-_MONOTONIC_KEYS: Final = frozenset((_TURN, _SNAPSHOT))
-
-
-def monotonic_fields(latest_turn: int | bytes, latest_snapshot: int | bytes) -> dict[bytes, bytes]:
-    """The monotonic context fields as a script reported storing them (0: absent)."""
-    out = {}
-    for name, value in ((_TURN, latest_turn), (_SNAPSHOT, latest_snapshot)):
-        number = int(value)  # a script's integer reply
-        if number > 0:
-            out[name] = str(number).encode()
-    return out
-
-
-class ContextChange(NamedTuple):
-    """What an update sends to ``update.lua`` (ARGV[10..]) besides the base version."""
-
-    latest_turn_no: bytes  # b"": not given
-    latest_snapshot_index: bytes
-    removals: list[bytes]  # fields to remove (now at their default)
-    sets: dict[bytes, bytes]  # fields to set
-
-    def args(self) -> list[bytes | int]:
-        """ARGV[11..] of ``update.lua``: the turn counters, the removals (counted) and the pairs to set."""
-        flat: list[bytes | int] = [
-            self.latest_turn_no,
-            self.latest_snapshot_index,
-            len(self.removals),
-            *self.removals,
-        ]
-        for pair in self.sets.items():
-            flat.extend(pair)
-        return flat
-
-    def applied_to(
-        self, stored: Mapping[bytes, bytes], latest_turn: int, latest_snapshot: int
-    ) -> dict[bytes, bytes]:
-        """``stored`` with this change made, and the monotonic fields as the script left them."""
-        record = dict(stored)
-        for name in self.removals:
-            record.pop(name, None)
-        record.update(self.sets)
-        record.update(monotonic_fields(latest_turn, latest_snapshot))
-        return record
-
-
-def whole_record(
-    user_id: str,
-    session_id: str,
-    change: ContextChange,
-    *,
-    meta: list[bytes],
-    latest_turn: int | bytes,
-    latest_snapshot: int | bytes,
-) -> dict[bytes, bytes]:
-    """The record a whole-context update left, but for ``version`` and ``updated_at``: the context
-    fields sent, the turn counters as the script kept them, and ``meta`` as ``update.lua`` read it
-    (created_at, ended_at, turns, schema; b"" where absent)."""
-    record = {b"user_id": user_id.encode(), b"session_id": session_id.encode()}
-    for name, value in zip((b"created_at", b"ended_at", b"turns", b"schema"), meta, strict=True):
-        if value:
-            record[name] = value
-    record.update(change.sets)
-    record.update(monotonic_fields(latest_turn, latest_snapshot))
-    return record
-
-
-def context_change(
-    fields: Mapping[bytes, bytes], stored: Mapping[bytes, bytes] | None
-) -> ContextChange:
-    """The update that makes a record hold the context ``fields`` (from ``encode_context``).
-
-    With ``stored`` (the record as Redis holds it at some version, the cached one) only what
-    differs from it; without, the whole context: every field, and every removable one it lacks.
-    """
-    turn, snapshot = fields.get(_TURN, b""), fields.get(_SNAPSHOT, b"")
-    if stored is None:
-        removals = [name for name in REMOVABLE_FIELDS if name not in fields]
-        sets = {k: v for k, v in fields.items() if k not in _MONOTONIC_KEYS}
-    else:
-        removals = [name for name in REMOVABLE_FIELDS if name in stored and name not in fields]
-        sets = {k: v for k, v in fields.items() if stored.get(k) != v}
-        sets.pop(_TURN, None)
-        sets.pop(_SNAPSHOT, None)
-    return ContextChange(turn, snapshot, removals, sets)
-
-
-def _at(exc: msgspec.ValidationError | RecursionError, name: str) -> str:
-    """A field decoder's error, with the path from the context's root (``$.<name>...``)."""
-    message = str(exc)
-    if " - at `$" in message:
-        return message.replace(" - at `$", f" - at `$.{name}", 1)
-    return f"{message} - at `$.{name}`"
-
-
-_SCHEMA: Final = str(SCHEMA_VERSION).encode()
-
-
-def record_fields(
-    *,
-    user_id: str,
-    session_id: str,
-    now: dt.datetime,
-    context_fields: Mapping[bytes, bytes],
-) -> dict[bytes, bytes]:
-    """Every field of a new session record (as Redis will hold it)."""
-    stamp = iso(now).encode()
-    record = {
-        b"user_id": user_id.encode(),
-        b"session_id": session_id.encode(),
-        b"created_at": stamp,
-        b"updated_at": stamp,
-        b"version": b"1",
-        b"schema": _SCHEMA,
-    }
-    record.update(context_fields)
-    return record
-
-
 def flatten(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> list[str | bytes]:
     """Pairs as the flat ``[field, value, ...]`` list a script or HSET takes."""
     out: list[str | bytes] = []
@@ -431,23 +143,25 @@ def decode_context(blob: bytes) -> TutorContext:
         raise CorruptRecord(str(exc)) from exc
 
 
-def session_parts(
-    fields: Mapping[bytes, bytes], user_id: str, session_id: str
-) -> tuple[dict[str, Any], bytes]:
-    """(metadata, lean context JSON) of a record; raises CorruptRecord. What a Session is made of:
-    a cached record keeps them, so that a cache hit only decodes the context."""
-    return _meta(fields, user_id, session_id), lean_json(fields)
+def checked_lean_json(fields: Mapping[bytes, bytes], user_id: str) -> bytes:
+    """The lean context JSON of a record whose metadata is sound (``meta_problem``); raises
+    CorruptRecord. What reading a context needs: the metadata's values are parsed only for a
+    Session (``session_meta``)."""
+    problem = meta_problem([fields.get(name) for name in _META_KEYS], user_id)
+    if problem:
+        raise CorruptRecord(problem)
+    return lean_json(fields)
 
 
-def session_from_parts(parts: tuple[dict[str, Any], bytes]) -> Session:
-    """A Session from ``session_parts``' (metadata, lean JSON); raises CorruptRecord."""
-    meta, lean = parts
-    return Session(context=decode_context(lean), **meta)
+def session_meta(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> dict[str, Any]:
+    """The metadata of a record as a Session's keyword arguments; raises CorruptRecord."""
+    return _meta(fields, user_id, session_id)
 
 
 def session_from_fields(fields: Mapping[bytes, bytes], user_id: str, session_id: str) -> Session:
     """Decode a record read with HGETALL; raises CorruptRecord when it cannot be decoded."""
-    return session_from_parts(session_parts(fields, user_id, session_id))
+    meta = _meta(fields, user_id, session_id)
+    return Session(context=decode_context(lean_json(fields)), **meta)
 
 
 #: Record fields that Redis's bookkeeping keeps and a session never shows: ``ttl_until``, when the
@@ -544,6 +258,67 @@ def info_from_row(session_id: bytes, row: list[bytes | None], user_id: str) -> S
     except msgspec.DecodeError as exc:
         raise CorruptRecord(f"bad session_goal: {exc}") from exc
     return SessionInfo(session_goal=goal, **meta)
+
+
+_infos_decoder: Final = msgspec.json.Decoder(list[SessionInfo])
+_ROW: Final = (
+    b'{"session_id":"%s","user_id":%s,"folder_id":%s,"created_at":"%s","updated_at":"%s",'
+    b'"ended_at":%s,"version":%s,"session_goal":%s}'
+)
+_UTC: Final = b"+00:00"
+
+
+def infos_from_rows(flat: list[Any], user_id: str) -> list[SessionInfo] | None:
+    """Every row of a listing (``[session_id, *values of LISTING_FIELDS]`` after one another) in
+    one msgspec decode: the metadata parsed in C rather than value by value (``info_from_row``
+    costs several times more a row). Only rows exactly as the store writes them go this way (the
+    owner, UTC times, plain integers and texts, a goal that is one JSON string); None as soon as
+    one is not, for the per-row path to report what is wrong with which."""
+    owner, user = user_id.encode(), _encoder.encode(user_id)
+    width = 1 + len(LISTING_FIELDS)
+    rows = []
+    str_decode, row = _str_decoder.decode, _ROW
+    for i in range(0, len(flat), width):
+        sid, stored_user, folder, created, updated, ended, version, goal = flat[i : i + width]
+        if (
+            stored_user != owner
+            or not (created and created.endswith(_UTC) and updated and updated.endswith(_UTC))
+            or not (version and version.isdigit() and len(version) <= 15)
+        ):
+            return None
+        texts = sid + created + updated
+        if folder is not None:
+            texts += folder
+            folder = b'"' + folder + b'"'
+        if ended is not None:
+            if not ended.endswith(_UTC):
+                return None
+            texts += ended
+            ended = b'"' + ended + b'"'
+        if b'"' in texts or b"\\" in texts:
+            return None
+        if goal is not None:
+            try:
+                str_decode(goal)  # one JSON string: nothing else can ride in it
+            except msgspec.DecodeError:
+                return None
+        rows.append(
+            row
+            % (
+                sid,
+                user,
+                folder or b"null",
+                created,
+                updated,
+                ended or b"null",
+                version,
+                goal or b"null",
+            )
+        )
+    try:
+        return _infos_decoder.decode(b"[" + b",".join(rows) + b"]")
+    except msgspec.DecodeError:
+        return None
 
 
 def new_session_id() -> uuid.UUID:

@@ -18,25 +18,28 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from ._observe import CACHE_READ, StoreObserver
 from .cache import Freshness, TTLCache
 from .codec import BOOKKEEPING_FIELDS
 from .config import StoreConfig
 from .keys import KeySpace
 
-logger: logging.Logger = logging.getLogger("redis_sessions")
+logger: logging.Logger = logging.getLogger("redis_sessions.cache")
 
 Record = dict[bytes, bytes]
 
 
 class CachedRecord(dict[bytes, bytes]):
     """A record as the cache holds it: equal to the fields Redis holds (less its bookkeeping,
-    codec.BOOKKEEPING_FIELDS), plus, once a hit needed
-    them, the parsed metadata and composed lean JSON (a cached record never changes; a write puts
-    a new one), so that further hits only decode the context."""
+    codec.BOOKKEEPING_FIELDS), plus, once a read needed them, the composed lean JSON and the parsed
+    metadata (a cached record never changes; a write puts a new one), so that further hits only
+    decode the context."""
 
-    parts: tuple[dict[str, Any], bytes] | None = None
+    lean: bytes | None = None
+    meta: dict[str, Any] | None = None
 
 
 class _Write:
@@ -110,6 +113,20 @@ class CacheCoherence:
         self._quiet_until_ms = 0  # late invalidations are logged at most once a second
         self._late_unlogged = 0
         self._lock = threading.Lock()
+        #: told of cache events, invalidations, reconnections and damage (see _observe)
+        self.observer: StoreObserver | None = None
+        #: the cache read of an operation: ``_cached_observed`` once an observer is set, so that
+        #: without one the path of a hit has no observer check at all
+        self._cached: Callable[[tuple[str, str]], Record | None] = self._cached_plain
+
+    def set_observer(self, observer: StoreObserver | None) -> None:
+        """Tell ``observer`` what the cache and the invalidation link do (None: nobody)."""
+        self.observer = observer
+        if observer is None:
+            self._cached, self.cache.on_evict = self._cached_plain, None
+            return
+        self._cached = self._cached_observed
+        self.cache.on_evict = lambda: observer.cache_event("eviction", 1)
 
     def _writing(self, cache_key: tuple[str, str]) -> _Write:
         """Bracket one write to Redis so the cache never holds what Redis no longer does.
@@ -132,9 +149,17 @@ class CacheCoherence:
                     cached.pop(name, None)
                 self.cache.put(cache_key, cached)
 
-    def _cached(self, cache_key: tuple[str, str]) -> Record | None:
+    def _cached_plain(self, cache_key: tuple[str, str]) -> Record | None:
         if self.cache_serving and time.monotonic() < self._serve_until:
             return self.cache.get(cache_key)
+        return None
+
+    def _cached_observed(self, cache_key: tuple[str, str]) -> Record | None:
+        """``_cached``, noting for the operation's observer whether it was a hit."""
+        if self.cache_serving and time.monotonic() < self._serve_until:
+            record = self.cache.get(cache_key)
+            CACHE_READ.set(record is not None)
+            return record
         return None
 
     # ------------------------------------------------------------------ invalidation
@@ -147,14 +172,21 @@ class CacheCoherence:
         every read that began before is refused a fill.
         """
         with self._lock:
+            reconnect = flushed = False
             if not listening and self.cache_serving and dropped:
                 self.link_drops += 1
+                reconnect = True
                 if len(self.cache):
                     self.cache_flushes += 1
+                    flushed = True
             self.cache.clear()
             self.freshness.reset()
             self.cache_serving = listening
             self._serve_until = time.monotonic() + self._link_silence if listening else 0.0
+        if self.observer is not None and reconnect:
+            self.observer.listener_reconnect()
+            if flushed:
+                self.observer.cache_event("flush", 1)
 
     def heard(self, sent_at: float) -> None:
         """A PING the listener sent at ``sent_at`` (time.monotonic()) came back: every
@@ -174,6 +206,8 @@ class CacheCoherence:
             self.cache_flushes += 1
             self.cache.clear()
             self.freshness.reset()
+        if self.observer is not None:
+            self.observer.cache_event("flush", 1)
 
     def invalidate_remote(self, message: bytes, now_ms: int | None = None) -> bool:
         """Handle one invalidation announced by a write (``<u>:<sid>|<ms>|<origin>``); this
@@ -186,13 +220,21 @@ class CacheCoherence:
         try:
             key = self.keys.parse_expiry_member(member)
         except (ValueError, UnicodeDecodeError):
-            logger.warning("ignoring a malformed invalidation %r", message)
+            logger.warning(
+                "ignoring a malformed invalidation %r",
+                message,
+                extra={"event": "malformed_invalidation"},
+            )
             return True
         with self._lock:
             self.invalidations_received += 1
             self.freshness.invalidate(key)
             self.cache.evict(key)
         late_ms = self.config.max_invalidation_lag.total_seconds() * 1000
+        if self.observer is not None:
+            self.observer.cache_event("invalidation", 1)
+            if sent.isdigit() and now_ms is not None:
+                self.observer.invalidation((now_ms - int(sent)) / 1000)
         if sent.isdigit() and now_ms is not None and now_ms - int(sent) > late_ms:
             self.flush_cache()
             self._warn_late(now_ms - int(sent), now_ms)
@@ -210,5 +252,6 @@ class CacheCoherence:
             "warning)",
             lag_ms,
             self._late_unlogged,
+            extra={"event": "late_invalidation", "lag_ms": lag_ms},
         )
         self._quiet_until_ms, self._late_unlogged = now_ms + 1000, 0

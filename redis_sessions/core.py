@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from . import codec, maintenance, message_codec
+from . import codec, maintenance, message_codec, write_codec
 from ._corebase import (
     MAX_LIST_LIMIT,
     MAX_LIST_OFFSET,
@@ -77,10 +77,10 @@ class StoreCore(MessageOps, FolderOps, StateOps):
         for _ in range(3):  # a UUID4 collision is practically impossible; never overwrite one
             context.session_id = codec.new_session_id()
             sid = str(context.session_id)
-            fields = codec.encode_context(
+            fields = write_codec.encode_context(
                 context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
             )
-            record = codec.record_fields(
+            record = write_codec.record_fields(
                 user_id=uid, session_id=sid, now=now, context_fields=fields
             )
             keys = [*self.keys.session_write_keys(uid, sid), request_key]
@@ -222,7 +222,7 @@ class StoreCore(MessageOps, FolderOps, StateOps):
         # with the record cached, send only what changed, against the cached version (fields
         # that did not change were read back from Redis: they need no validation)
         peeked = self.cache.peek((uid, sid)) if self.cache_serving else None
-        fields = codec.encode_context(
+        fields = write_codec.encode_context(
             context,
             user_id=uid,
             session_id=sid,
@@ -244,10 +244,10 @@ class StoreCore(MessageOps, FolderOps, StateOps):
             base_version = base.get(b"version") if base is not None else None
             if base_version is None:
                 base, base_version = None, whole
-            change = codec.context_change(fields, base)
+            change = write_codec.context_change(fields, base)
             reply = yield RunScript(ScriptName.UPDATE, keys, [*head, base_version, *change.args()])
             if int(reply[0]) == -2:  # Redis moved on from the cached version: send it whole
-                base, change = None, codec.context_change(fields, None)
+                base, change = None, write_codec.context_change(fields, None)
                 reply = yield RunScript(ScriptName.UPDATE, keys, [*head, whole, *change.args()])
             status = int(reply[0])
             if status == 0:
@@ -259,7 +259,7 @@ class StoreCore(MessageOps, FolderOps, StateOps):
             if base is not None:
                 record = change.applied_to(base, int(reply[2]), int(reply[3]))
             elif len(reply) > 5:  # whole: the record is what was sent and what the script said
-                record = codec.whole_record(
+                record = write_codec.whole_record(
                     uid,
                     sid,
                     change,
@@ -388,6 +388,9 @@ class StoreCore(MessageOps, FolderOps, StateOps):
         )
         for i in range(0, len(problems), 2):  # rows the script left out, each reported
             self.report_corrupt(self._row_key(uid, problems[i]), problems[i + 1].decode())
+        fast = codec.infos_from_rows(flat, uid)
+        if fast is not None:
+            return fast
         width = 1 + len(fields)
         out = []
         for i in range(0, len(flat), width):

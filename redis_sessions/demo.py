@@ -23,9 +23,13 @@ QUIZ = [
 ]
 
 
-def run_demo(store: SessionStore, echo: Echo) -> None:
-    """Walk one learner through a session, printing each step; cleans up what it made."""
-    from .cli import describe_user_keys
+def run_demo(
+    store: SessionStore, echo: Echo, *, keep: bool = False, url: str | None = None
+) -> None:
+    """Walk one learner through a session, printing each step; cleans up what it made, unless
+    ``keep``: then its data stays, and it prints the redis-cli commands that show it (``url``, the
+    server's address with the password hidden, goes into them)."""
+    from ._cli_format import describe_user_keys
 
     user = f"demo-{uuid.uuid4().hex[:8]}@example.com"
     folder_id = uuid.uuid4()
@@ -109,6 +113,9 @@ def run_demo(store: SessionStore, echo: Echo) -> None:
     for line in describe_user_keys(store, user):
         echo(line)
 
+    if keep:
+        _show_kept(store, echo, user, (sid, folder_id), url)
+        return
     echo(
         "\n== 8. Deleting the first session: one Lua script removes record, messages, snapshots "
         "and index entry"
@@ -134,4 +141,36 @@ def run_demo(store: SessionStore, echo: Echo) -> None:
         "cleaned up after the demo: "
         + (", ".join(remaining) if remaining else "no session, message or folder key left")
         + f"; the writes' replay keys expire by themselves within {window:.0f} s"
+    )
+
+
+def _show_kept(
+    store: SessionStore,
+    echo: Echo,
+    user: str,
+    ids: tuple[uuid.UUID, uuid.UUID],
+    url: str | None,
+) -> None:
+    """``--keep``: the demo's keys stay; the redis-cli commands that show them."""
+    sid, folder_id = ids
+    keys = store.keyspace
+    cli = f"redis-cli -u '{url}'" if url else "redis-cli"
+    live, _ = keys.expiry(user)
+    echo(f"\n== 8. Kept: the demo's data stays in Redis for user {user}. Look at it with:")
+    for command in (
+        f"HGETALL '{keys.session(user, str(sid))}'",
+        f"HGETALL '{keys.session(user, str(sid))}:msgs'",
+        f"HGETALL '{keys.session(user, str(sid))}:wb'",
+        f"ZREVRANGE '{keys.index(user)}' 0 -1 WITHSCORES",
+        f"ZRANGE '{live}' 0 -1 WITHSCORES",
+        f"HGETALL '{keys.folder(user, str(folder_id))}'",
+        f"SCAN 0 MATCH '{keys.user_pattern(user)}' COUNT 1000",
+    ):
+        echo(f"  {cli} {command}")
+    where = f" --url '{url}'" if url else ""
+    echo(f"  redis-sessions keys {user}{where} --prefix {keys.prefix}    # all of them at once")
+    echo(
+        f"It expires by itself after {store.config.max_age.days} days idle (the sweep), or delete "
+        f"it now: redis-sessions delete {user} SESSION for each session listed by "
+        f"`redis-sessions list {user}`."
     )

@@ -144,6 +144,8 @@ class EmbeddedRedis:
                 try:
                     if client.ping():
                         return True
+                except (redis.AuthenticationError, redis.ResponseError):
+                    return True  # it answers: a password (requirepass, ACL) is for the caller
                 except redis.RedisError:
                     time.sleep(0.02)
             return False

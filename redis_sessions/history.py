@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from . import codec, message_codec
+from . import codec, message_codec, write_codec
 from ._corebase import (
     CoreBase,
     _check_int,
@@ -67,7 +67,7 @@ class MessageOps(CoreBase):
                 patch = {
                     b"turns": str(turn).encode(),
                     b"updated_at": codec.iso(now).encode(),
-                    **codec.monotonic_fields(reply[1], reply[2]),
+                    **write_codec.monotonic_fields(reply[1], reply[2]),
                 }
                 write.after = {**write.before, **patch}
             return turn

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBLEMS", "CheckReport", "Progress", "SweepReport", "check", "sweep"]
 
-logger: logging.Logger = logging.getLogger("redis_sessions")
+logger: logging.Logger = logging.getLogger("redis_sessions.maintenance")
 
 SLOT_CHUNK: Final = 512  # slots whose indexes one pipeline reads (2 commands each)
 Progress = Callable[[int, int], None]
@@ -41,7 +41,8 @@ Progress = Callable[[int, int], None]
 
 class SweepReport(msgspec.Struct, frozen=True, kw_only=True):
     """What one sweep did. ``scanned`` candidates were examined; ``deleted`` of them had expired
-    (in a dry run: would be deleted); ``kept`` had been touched since they were picked."""
+    (in a dry run: would be deleted); ``kept`` had been touched since they were picked; ``batches``
+    deleting scripts ran (one per slot holding candidates, per ``batch_size`` of them)."""
 
     scanned: int
     deleted: int
@@ -52,6 +53,7 @@ class SweepReport(msgspec.Struct, frozen=True, kw_only=True):
     max_age: dt.timedelta
     ended_max_age: dt.timedelta
     now: dt.datetime
+    batches: int = 0
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
@@ -81,7 +83,7 @@ def sweep(
     live_cutoff = codec.epoch_ms(moment - max_age)
     ended_cutoff = codec.epoch_ms(moment - ended_age)
     started = time.perf_counter()
-    scanned = deleted = kept = malformed = 0
+    scanned = deleted = kept = malformed = batches = 0
     # slot -> offsets into its (live, ended) indexes; a real sweep removes what it picks, so it
     # reads from 0 again; a dry run removes nothing and pages on.
     pending: dict[int, tuple[int, int]] = dict.fromkeys(range(SLOTS), (0, 0))
@@ -130,6 +132,7 @@ def sweep(
                     dry_run=dry_run,
                 )
                 scanned += len(live_found) + len(ended_found)
+                batches += 1
                 deleted += result[0]
                 kept += result[1]
                 malformed += result[2]
@@ -154,6 +157,7 @@ def sweep(
         max_age=max_age,
         ended_max_age=ended_age,
         now=moment,
+        batches=batches,
     )
 
 
@@ -184,7 +188,12 @@ def _sweep_slot(
         args.extend([member, session_id])
     if bad:
         logger.warning(
-            "removing %d malformed entries from %s / %s: %r", len(bad), live_key, ended_key, bad[:5]
+            "removing %d malformed entries from %s / %s: %r",
+            len(bad),
+            live_key,
+            ended_key,
+            bad[:5],
+            extra={"event": "malformed_expiry_entries", "key": live_key, "count": len(bad)},
         )
         if not dry_run:
             yield Command(("ZREM", live_key, *bad))

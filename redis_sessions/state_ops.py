@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from . import codec, message_codec
+from . import codec, message_codec, write_codec
 from ._corebase import CoreBase
 from .codec import _encoder
 from .exceptions import InvalidInput, SessionNotFound
@@ -291,10 +291,12 @@ class StateOps(CoreBase):
         round trip (lua/create.lua)."""
         now = self.now()
         context = TutorContext(user_id=uid, session_id=uuid.UUID(sid))
-        fields = codec.encode_context(
+        fields = write_codec.encode_context(
             context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
         )
-        record = codec.record_fields(user_id=uid, session_id=sid, now=now, context_fields=fields)
+        record = write_codec.record_fields(
+            user_id=uid, session_id=sid, now=now, context_fields=fields
+        )
         keys = self._write_keys(uid, sid, request_id)
         args = [*self._write_args(uid, sid, now), "", *codec.flatten(record.items())]
         with self._writing((uid, sid)):

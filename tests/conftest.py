@@ -183,3 +183,26 @@ def agent_stores(request: pytest.FixtureRequest, real_servers: dict[str, Embedde
     stores = AgentStores(request.param, real_servers)
     yield stores
     stores.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The skipped tests counted by reason, and the servers this machine could not test on: a test
+    that cannot run here is never silently absent."""
+    from .backends import missing_backends
+
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    missing = missing_backends()
+    if not reasons and not missing:
+        return
+    terminalreporter.section("skipped tests by reason")
+    for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+        terminalreporter.write_line(f"{count:6d}  {reason}")
+    total = sum(reasons.values())
+    terminalreporter.write_line(f"{total:6d}  skipped in all")
+    for name, why in missing.items():
+        terminalreporter.write_line(f"  not in the backend table: {name}: {why}")

@@ -17,7 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redis_sessions import InvalidInput, SessionStore, TutorContext, codec, message_codec
+from redis_sessions import (
+    InvalidInput,
+    SessionStore,
+    TutorContext,
+    codec,
+    message_codec,
+    write_codec,
+)
 from redis_sessions.models import UserConceptMastery
 from redis_sessions.samples import chat_turn, realistic_context
 from redis_sessions.validation import (
@@ -333,13 +340,13 @@ def test_nan_is_refused_even_where_its_json_equals_what_is_stored() -> None:
     ctx = realistic_context(USER, SID)
     ctx.user_model_state.pending_interaction_details = {"hint": None}
     options: dict[str, Any] = {"user_id": USER, "session_id": SID, "max_bytes": 1 << 20}
-    stored = codec.encode_context(ctx, **options)
+    stored = write_codec.encode_context(ctx, **options)
     ctx.user_model_state.pending_interaction_details = {"hint": NAN}
     assert codec._encoder.encode(ctx.user_model_state) == stored[b"c:user_model_state"]
     with pytest.raises(
         InvalidInput, match=r'pending_interaction_details\["hint"\]: expected a fin'
     ):
-        codec.encode_context(ctx, stored=stored, **options)
+        write_codec.encode_context(ctx, stored=stored, **options)
 
 
 # ---------------------------------------------------------------- writes: refused, nothing written

@@ -106,7 +106,15 @@ def test_built_wheel_ships_the_lua_scripts(tmp_path: Path) -> None:
     for stem in [*(n.value for n in ScriptName), "_lib"]:
         assert f"redis_sessions/lua/{stem}.lua" in names
     assert "redis_sessions/py.typed" in names
-    assert "workers/__init__.py" in names
+    for module in ("__init__", "jobs", "cron_config", "schedule", "runner"):
+        assert f"redis_sessions/worker/{module}.py" in names
+    # nothing else lands in site-packages: no top-level `workers` (or any other) package
+    top_level = {name.split("/")[0] for name in names}
+    dist_info = {n for n in top_level if n.endswith(".dist-info")}
+    assert top_level - dist_info == {"redis_sessions"}, top_level
+    [info] = dist_info
+    record = zipfile.ZipFile(wheel).read(f"{info}/RECORD").decode()
+    assert {line.split("/")[0] for line in record.splitlines()} - dist_info == {"redis_sessions"}
 
 
 def test_the_core_never_imports_the_agent_frameworks() -> None:

@@ -10,7 +10,7 @@ import uuid
 import msgspec
 import pytest
 
-from redis_sessions import InvalidInput, SessionStore, TutorContext, codec
+from redis_sessions import InvalidInput, SessionStore, TutorContext, codec, write_codec
 from redis_sessions.models import UserConceptMastery
 from redis_sessions.requests import RunScript
 from redis_sessions.samples import realistic_context
@@ -161,7 +161,7 @@ def contexts() -> list[TutorContext]:
 @pytest.mark.parametrize("context", contexts(), ids=["defaults", "rich", "folder", "scalars"])
 def test_encoded_fields_are_the_context_less_its_defaults(context: TutorContext) -> None:
     sid = str(context.session_id)
-    fields = codec.encode_context(context, user_id=USER, session_id=sid, max_bytes=1 << 20)
+    fields = write_codec.encode_context(context, user_id=USER, session_id=sid, max_bytes=1 << 20)
     lean = msgspec.structs.replace(context, history=[], whiteboard_history=[])
     whole = msgspec.json.decode(msgspec.json.encode(lean))  # omit_defaults: only what differs
     expected = {
@@ -174,7 +174,7 @@ def test_encoded_fields_are_the_context_less_its_defaults(context: TutorContext)
     if context.folder_id is not None:
         expected[b"folder_id"] = str(context.folder_id).encode()
     assert fields == expected
-    record = codec.record_fields(
+    record = write_codec.record_fields(
         user_id=USER, session_id=sid, now=codec.utc_now(), context_fields=fields
     )
     assert codec.session_from_fields(record, USER, sid).context == lean
@@ -183,29 +183,31 @@ def test_encoded_fields_are_the_context_less_its_defaults(context: TutorContext)
 @pytest.mark.parametrize("context", contexts(), ids=["defaults", "rich", "folder", "scalars"])
 def test_max_context_bytes_bounds_exactly_the_lean_json(context: TutorContext) -> None:
     sid = str(context.session_id)
-    fields = codec.encode_context(context, user_id=USER, session_id=sid, max_bytes=1 << 20)
-    record = codec.record_fields(
+    fields = write_codec.encode_context(context, user_id=USER, session_id=sid, max_bytes=1 << 20)
+    record = write_codec.record_fields(
         user_id=USER, session_id=sid, now=codec.utc_now(), context_fields=fields
     )
     size = len(codec.lean_json(record))  # the lean JSON the stored fields make
-    codec.encode_context(context, user_id=USER, session_id=sid, max_bytes=size)
+    write_codec.encode_context(context, user_id=USER, session_id=sid, max_bytes=size)
     with pytest.raises(InvalidInput, match=f"lean context is {size} bytes"):
-        codec.encode_context(context, user_id=USER, session_id=sid, max_bytes=size - 1)
+        write_codec.encode_context(context, user_id=USER, session_id=sid, max_bytes=size - 1)
 
 
 def test_fields_equal_to_the_stored_ones_are_not_validated_again() -> None:
     """Only what changed is decoded to check its type: what Redis holds was read back already."""
     ctx = realistic_context(USER, str(uuid.uuid4()))
     sid = str(ctx.session_id)
-    stored = codec.encode_context(ctx, user_id=USER, session_id=sid, max_bytes=1 << 20)
+    stored = write_codec.encode_context(ctx, user_id=USER, session_id=sid, max_bytes=1 << 20)
     ctx.state = 5  # type: ignore[assignment]  # a wrong type, in a changed field
     with pytest.raises(InvalidInput, match=r"\$\.state"):
-        codec.encode_context(ctx, user_id=USER, session_id=sid, max_bytes=1 << 20, stored=stored)
+        write_codec.encode_context(
+            ctx, user_id=USER, session_id=sid, max_bytes=1 << 20, stored=stored
+        )
     ctx.state = "fine"
-    fields = codec.encode_context(
+    fields = write_codec.encode_context(
         ctx, user_id=USER, session_id=sid, max_bytes=1 << 20, stored=stored
     )
-    change = codec.context_change(fields, stored)
+    change = write_codec.context_change(fields, stored)
     assert change.sets == {b"c:state": b'"fine"'} and change.removals == []
 
 

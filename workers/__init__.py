@@ -1,6 +1,7 @@
-"""RQ jobs of redis-sessions: the expired-session sweep and its schedule.
+"""Deployable entry points for the RQ jobs of redis-sessions, for a checkout of the repository.
 
-- ``workers.sweeper.sweep_expired_sessions``: the job (plain arguments, importable by dotted path).
-- ``workers.cron_config``: its schedule for RQ's CronScheduler (``rq cron workers.cron_config``).
-- ``redis-sessions worker`` runs both: an RQ worker on the queue, and the scheduler beside it.
+The jobs live in the installed package, ``redis_sessions.worker`` (this folder is not in the wheel):
+``workers.sweeper`` and ``workers.cron_config`` re-export them, so schedules made with these older
+paths keep working. New deployments name ``redis_sessions.worker.jobs.sweep_expired_sessions`` and
+``redis_sessions.worker.cron_config``.
 """
