@@ -79,9 +79,17 @@ local function record_meta(record_key, user_id)
     schema = schema, turns_text = turns}
 end
 
--- The TTL backstop of a session's three keys, set where it is due rather than on every write.
+-- The free-form state hash of a session (rs:{u:<u>}:s:<sid>:state, field -> JSON), beside its
+-- record in the same slot: named from the record key, so that every script that keeps a session's
+-- TTL or deletes it reaches it without a KEYS entry of its own (it is always in the record's slot).
+local function state_key(record_key)
+  return record_key .. ':state'
+end
+
+-- The TTL backstop of a session's keys (record, messages, snapshots and state), set where it is
+-- due rather than on every write.
 -- The record's ttl_until field holds when (epoch ms, the store's clock) the keys' TTL runs out; a
--- write refreshes it only when fewer than ttl_ms remain, and then gives all three keys the same
+-- write refreshes it only when fewer than ttl_ms remain, and then gives all four keys the same
 -- ttl_ms + grace (grace: an eighth of ttl_ms, at most a day), so that they expire together, never
 -- sooner than ttl_ms after the last write and at most grace later. Relative PEXPIREs, so that a
 -- store clock that differs from the server's cannot expire anything early. Returns the deadline
@@ -105,6 +113,7 @@ local function keep_alive(keys, meta, now_ms, ttl_ms)
   for i = 1, 3 do
     redis.call('PEXPIRE', keys[i], span)
   end
+  redis.call('PEXPIRE', state_key(keys[1]), span)  -- a no-op when the session has no state
   return deadline
 end
 
@@ -147,8 +156,8 @@ local function touch(keys, session_id, member, now_us, ttl_ms, channel, meta, en
   return table.concat(damaged, '\n'), deadline
 end
 
--- Remove a session and everything of it, and announce it. Returns 1 when the record existed (0
--- otherwise), and the index keys it could not clean (another type: damage), as touch does. The
+-- Remove a session and everything of it (record, messages, snapshots, state), and announce it.
+-- Returns 1 when the record existed (0 otherwise), and the index keys it could not clean (another type: damage), as touch does. The
 -- record says which expiry index holds it (ended_at); without a record (or with a damaged one)
 -- both are cleaned. UNLINK: a large messages hash is freed off Redis's main thread.
 local function cascade(keys, session_id, member, channel, now_ms)
@@ -164,7 +173,7 @@ local function cascade(keys, session_id, member, channel, now_ms)
   else
     expiry = {live_key}
   end
-  redis.call('UNLINK', record_key, messages_key, snapshots_key)
+  redis.call('UNLINK', record_key, messages_key, snapshots_key, state_key(record_key))
   local damaged = {}
   if failed(redis.pcall('ZREM', index_key, session_id)) then
     damaged[#damaged + 1] = index_key

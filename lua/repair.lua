@@ -7,8 +7,8 @@
 -- KEYS[5] = live expiry index of the slot    rs:{x<n>}:exp
 -- KEYS[6] = ended expiry index of the slot   rs:{x<n>}:ended
 -- ARGV[1] = the problem: "unindexed" (record without index entry), "no-expiry" (record without
---           expiry entry), "dangling-index" (index entry without record), "orphan-parts" (messages or
---           snapshots without record), "dangling-expiry" (expiry entry without record),
+--           expiry entry), "dangling-index" (index entry without record), "orphan-parts" (messages,
+--           snapshots or session state without record), "dangling-expiry" (expiry entry without record),
 --           "wrong-type" (the record key holds something else than a hash), "undecodable" (a record
 --           whose fields are exactly ARGV[8..], which the store cannot decode); the repair of the
 --           last two deletes the whole session
@@ -81,6 +81,7 @@ else
   elseif problem == 'orphan-parts' then
     found = (redis.call('EXISTS', messages_key) == 1 and not wrong[2])
       or (redis.call('EXISTS', snapshots_key) == 1 and not wrong[3])
+      or redis.call('EXISTS', state_key(record_key)) == 1  -- the cascade UNLINKs whatever it holds
   elseif problem == 'dangling-expiry' then
     found = zscore(5, member) or zscore(6, member)
   else

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._corebase import AsyncModifyFn
@@ -201,6 +201,82 @@ class _AsyncAPI(StoreBase):
         """
         return await self._drive(
             self._core.get_whiteboard_state(session_id, user_id, target_snapshot_index)
+        )
+
+    async def append_messages(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        messages: Sequence[tuple[str, str, Any]],
+        *,
+        request_id: str | None = None,
+    ) -> int:
+        """Append a batch of ``(role, text, payload)`` messages in one atomic write, on consecutive
+        turn numbers (another writer's messages never land in between); returns the last turn
+        number (the turn counter; unchanged for an empty batch). One round trip.
+
+        Every message is checked before anything is written (InvalidInput). At most
+        ``StoreConfig.max_messages`` are kept, as with ``append_message``. Raises SessionNotFound
+        for a missing or foreign session.
+        """
+        return await self._drive(
+            self._core.append_messages(session_id, user_id, messages, request_id=request_id)
+        )
+
+    async def pop_message(
+        self, session_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
+    ) -> Message | None:
+        """Take the latest message back, atomically, and return it (None when the session has no
+        message). One round trip.
+
+        Its whiteboard snapshot goes with it and its turn number is given back: the next message
+        takes it again. ``latest_turn_no`` and ``latest_snapshot_index`` are not lowered. Raises
+        SessionNotFound for a missing or foreign session.
+        """
+        return await self._drive(self._core.pop_message(session_id, user_id, request_id=request_id))
+
+    async def clear_messages(
+        self, session_id: str | uuid.UUID, user_id: str, *, request_id: str | None = None
+    ) -> int:
+        """Delete every message and whiteboard snapshot of the session and keep the session (its
+        context, state and index entries); returns how many messages went. One round trip.
+
+        Turn numbers go on from where they were (the next message is not turn 1 again). Raises
+        SessionNotFound for a missing or foreign session.
+        """
+        return await self._drive(
+            self._core.clear_messages(session_id, user_id, request_id=request_id)
+        )
+
+    async def get_session_state(
+        self, session_id: str | uuid.UUID, user_id: str
+    ) -> dict[str, Any] | None:
+        """The session's free-form state (a JSON-valued dict kept beside its record, for agent
+        frameworks and app data that is not part of the context), or None for a missing or
+        foreign session. One round trip.
+        """
+        return await self._drive(self._core.get_session_state(session_id, user_id))
+
+    async def update_session_state(
+        self,
+        session_id: str | uuid.UUID,
+        user_id: str,
+        changes: Mapping[str, Any],
+        *,
+        remove: Iterable[str] = (),
+        request_id: str | None = None,
+    ) -> bool:
+        """Set the keys of ``changes`` and remove the keys of ``remove`` in the session's free-form
+        state, atomically; the rest of the state is kept. Counts as activity. One round trip.
+
+        Values must be JSON (no NaN or infinity, nesting at most 64 deep), else InvalidInput and
+        nothing is written. The state expires and is deleted with the session. Returns False for a
+        missing or foreign session.
+        """
+        return await self._drive(
+            self._core.update_session_state(
+                session_id, user_id, changes, remove=remove, request_id=request_id
+            )
         )
 
     async def put_folder(self, user_id: str, folder: Folder) -> Folder:

@@ -35,7 +35,7 @@ PROBLEMS: Final = {
     "unindexed": "records without an index entry",
     "no-expiry": "records without an expiry entry",
     "dangling-index": "index entries without a record",
-    "orphan-parts": "messages or snapshots without a record",
+    "orphan-parts": "messages, snapshots or session state without a record",
     "dangling-expiry": "expiry entries without a record",
     "wrong-type": "keys holding another Redis type than the layout's",
     "undecodable": "records that cannot be decoded",
@@ -54,6 +54,10 @@ LAYOUT: Final = {
     "exp": "zset",
     "ended": "zset",
     "req": "string",
+    "state": "hash",
+    "ustate": "hash",
+    "ext": "zset",
+    "astate": "hash",
 }
 EXAMPLES_PER_KIND: Final = 5  # of each problem, and of unknown keys
 
@@ -172,7 +176,7 @@ def _check_batch(core: StoreCore, run: _Run, batch: list[bytes], count: int) -> 
     if not known:
         return []
     records = [(k, i) for k, i in known if i.kind == "record"]
-    parts = [(k, i) for k, i in known if i.kind in ("msgs", "wb")]
+    parts = [(k, i) for k, i in known if i.kind in ("msgs", "wb", "state")]
     commands: list[tuple[Arg, ...]] = [("TYPE", key) for key, _ in known]
     for key, (_, user_id, session_id) in records:
         assert user_id is not None and session_id is not None

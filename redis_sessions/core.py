@@ -43,10 +43,11 @@ from .models import TutorContext
 from .records import Folder, Session, SessionInfo
 from .requests import Apply, Arg, Command, LoadFolder, Op, RunScript, Sleep
 from .scripts import ScriptName
+from .state_ops import StateOps
 from .validation import validate_context
 
 
-class StoreCore(MessageOps, FolderOps):
+class StoreCore(MessageOps, FolderOps, StateOps):
     """Everything a store does except talking to Redis. One instance per store. Its cache and
     how it stays coherent with Redis are ``CacheCoherence``'s."""
 

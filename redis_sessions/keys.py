@@ -10,6 +10,11 @@ Layout (default prefix ``rs``; ``<u>`` is the user id, percent-encoded as below)
     rs:{u:<u>}:f:<folder_id>           hash   a folder of the user
     rs:{u:<u>}:req:<request_id>        string the reply of a write already applied, kept for a short
                                               window (PX) so a resent request is not applied twice
+    rs:{u:<u>}:s:<session_id>:state    hash   the session's free-form state: field -> JSON (integrations)
+    rs:{u:<u>}:us:<scope>              hash   the user's free-form state in one scope (an app): field -> JSON
+    rs:{u:<u>}:ext:<scope>             zset   "<session_id> <external id>": the user's sessions that an
+                                              integration (Google ADK) names by its own ids, by last write
+    rs:{a:<scope>}:as                  hash   the free-form state of one scope (an app), shared by its users
     rs:{x<n>}:exp                      zset   "<u>:<session_id>" of live sessions, scored by last activity
     rs:{x<n>}:ended                    zset   the same for ended sessions (their own retention)
     rs:sweep-lock                      string held (with a TTL) by the sweep job that is running
@@ -158,6 +163,30 @@ class KeySpace:
         """What precedes a session id in the record key (scripts append the id to it)."""
         return f"{self.user_tag(user_id)}:s:"
 
+    def session_state(self, user_id: str, session_id: str) -> str:
+        """The free-form state hash of a session: ``rs:{u:<u>}:s:<session_id>:state`` (its
+        scripts also name it from the record key: see ``state_key`` in lua/_lib.lua)."""
+        return f"{self.session(user_id, session_id)}:state"
+
+    def user_state(self, user_id: str, scope: str) -> str:
+        """The user's free-form state in one scope (an app): ``rs:{u:<u>}:us:<scope>``, the
+        scope percent-encoded as user ids are."""
+        return f"{self.user_tag(user_id)}:us:{encode_user(scope)}"
+
+    def scoped_index(self, user_id: str, scope: str) -> str:
+        """The user's sessions that an integration names by its own ids in one scope:
+        ``rs:{u:<u>}:ext:<scope>`` (entries ``<session_id> <external id>``)."""
+        return f"{self.user_tag(user_id)}:ext:{encode_user(scope)}"
+
+    def scoped_index_pattern(self, scope: str) -> str:
+        """A SCAN MATCH pattern for the scoped index of ``scope`` of every user."""
+        return f"{_glob_escape(self.prefix)}:{{u:*}}:ext:{_glob_escape(encode_user(scope))}"
+
+    def app_state(self, scope: str) -> str:
+        """The free-form state of one scope (an app), shared by all its users:
+        ``rs:{a:<scope>}:as`` (its own hash tag: not in any user's slot)."""
+        return f"{self.prefix}:{{a:{encode_user(scope)}}}:as"
+
     def index(self, user_id: str) -> str:
         """The user's session index: ``rs:{u:<u>}:idx``."""
         return f"{self.user_tag(user_id)}:idx"
@@ -221,24 +250,33 @@ class KeySpace:
             parts = rest.split(":")
             if len(parts) == 2 and parts[0] == "req" and _REQUEST_KEY_ID.match(parts[1]):
                 return KeyInfo("req", user, None)
+            if len(parts) == 2 and parts[0] in ("us", "ext") and _is_encoded(parts[1]):
+                return KeyInfo("ustate" if parts[0] == "us" else "ext", user, None)
             if len(parts) == 2 and parts[0] in ("s", "f") and _CANONICAL_UUID.match(parts[1]):
                 return KeyInfo("record" if parts[0] == "s" else "folder", user, parts[1])
             if (
                 len(parts) == 3
                 and parts[0] == "s"
-                and parts[2] in ("msgs", "wb")
+                and parts[2] in ("msgs", "wb", "state")
                 and _CANONICAL_UUID.match(parts[1])
             ):
                 return KeyInfo(parts[2], user, parts[1])
             return None
+        if (
+            match["tag"].startswith("a:")
+            and match["rest"] == "as"
+            and _is_encoded(match["tag"][2:])
+        ):
+            return KeyInfo("astate", None, None)
         if match["rest"] in ("exp", "ended") and match["tag"] in _tag_set():
             return KeyInfo(match["rest"], None, None)
         return None
 
 
 class KeyInfo(NamedTuple):
-    """A key classified by ``KeySpace.classify``: kind is record, msgs, wb, index, folder, req
-    (a write's remembered reply), exp, ended."""
+    """A key classified by ``KeySpace.classify``: kind is record, msgs, wb, state (a session's
+    free-form state), index, folder, req (a write's remembered reply), ustate (a user's state in a
+    scope), ext (a user's scoped index), astate (a scope's shared state), exp, ended."""
 
     kind: str
     user_id: str | None
@@ -271,6 +309,28 @@ def slot_tags() -> tuple[str, ...]:
             missing -= 1
         n += 1
     return tuple(t for t in table if t is not None)
+
+
+def check_scope(scope: object) -> str:
+    """Return ``scope`` (an app name, for state shared by its sessions) if it is 1 to 256
+    characters that UTF-8 can encode."""
+    if not isinstance(scope, str) or not 1 <= len(scope) <= MAX_USER_ID_CHARS:
+        raise InvalidInput(
+            f"scope must be a str of 1 to {MAX_USER_ID_CHARS} characters, got {scope!r}"
+        )
+    try:
+        scope.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"scope is not valid Unicode text: {exc.reason}") from exc
+    return scope
+
+
+def _is_encoded(text: str) -> bool:
+    """Whether ``text`` is what ``encode_user`` makes of some text."""
+    try:
+        return bool(text) and encode_user(decode_user(text)) == text
+    except UnicodeDecodeError:
+        return False
 
 
 def _glob_escape(text: str) -> str:

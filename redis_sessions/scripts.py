@@ -31,6 +31,12 @@ class ScriptName(str, enum.Enum):
     SWEEP = "sweep"
     REPAIR = "repair"
     DROP_KEY = "drop_key"
+    APPEND_MANY = "append_many"
+    POP = "pop"
+    CLEAR = "clear"
+    READ_STATE = "read_state"
+    LIST_SCOPED = "list_scoped"
+    PUT_STATE = "put_state"
 
 
 LIBRARY = "_lib"

@@ -175,6 +175,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+@pytest.fixture(params=[pytest.param(b, id=b.name) for b in all_backends()])
+def agent_stores(request: pytest.FixtureRequest, real_servers: dict[str, EmbeddedRedis]) -> Any:
+    """AsyncSessionStores on each backend for the agent framework integrations (tests/agent_stores.py)."""
+    from .agent_stores import AgentStores
+
+    stores = AgentStores(request.param, real_servers)
+    yield stores
+    stores.close()
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """The skipped tests counted by reason, and the servers this machine could not test on: a test
     that cannot run here is never silently absent."""

@@ -106,6 +106,42 @@ def test_store_runs_on_redis_cluster(cluster: RedisCluster) -> None:
 
 
 @pytest.mark.parametrize("cluster", cluster_params(), indirect=True)
+def test_agent_framework_ops_on_redis_cluster(cluster: RedisCluster) -> None:
+    """Batches, pop, clear and the state hashes (a key the scripts name from the record key, and
+    an app's state in a slot of its own) on a cluster, and the cascade takes the state away."""
+    store = SessionStore(cluster, config=StoreConfig(key_prefix=f"cl{uuid.uuid4().hex[:6]}"))
+    core = store._core
+    for user in [f"user-{i}" for i in range(6)] + ["a{b}:c"]:
+        sid = store.create_session(user)
+        assert (
+            store.append_messages(sid, user, [("user", "q", {"n": 1}), ("assistant", "a", None)])
+            == 2
+        )
+        assert store.update_session_state(sid, user, {"k": user})
+        assert store.pop_message(sid, user).text == "a"  # type: ignore[union-attr]
+        assert store.clear_messages(sid, user) == 1
+        assert store.get_session_state(sid, user) == {"k": user}
+        store._run(
+            core.write_turns(
+                user, str(sid), [], scope="app", user_state={"u": b"1"}, scoped_entry=f"{sid} x"
+            )
+        )
+        assert store._run(core.get_user_state(user, "app")) == {"u": 1}
+        assert user in store._run(core.scoped_users("app"))  # a SCAN of every primary
+        assert [row.external_id for row in store._run(core.list_scoped(user, "app"))[1]] == ["x"]
+        store._run(core.put_app_state("app", {"a": b"2"}))
+        assert store._run(core.get_app_state("app")) == {"a": 2}
+        assert store.check().problems == {}
+        assert store.delete_session(sid, user)
+        assert cluster.exists(core.keys.session_state(user, str(sid))) == 0
+        assert store._run(core.list_scoped(user, "app"))[1] == []  # its entry is removed
+        cluster.delete(core.keys.user_state(user, "app"))
+    cluster.delete(core.keys.app_state("app"))
+    assert data_keys(cluster, store.config.key_prefix) == set()
+    store.close()
+
+
+@pytest.mark.parametrize("cluster", cluster_params(), indirect=True)
 def test_sweep_and_check_on_redis_cluster(cluster: RedisCluster) -> None:
     from .conftest import Clock
 

@@ -115,3 +115,16 @@ def test_built_wheel_ships_the_lua_scripts(tmp_path: Path) -> None:
     [info] = dist_info
     record = zipfile.ZipFile(wheel).read(f"{info}/RECORD").decode()
     assert {line.split("/")[0] for line in record.splitlines()} - dist_info == {"redis_sessions"}
+
+
+def test_the_core_never_imports_the_agent_frameworks() -> None:
+    """The integrations are optional extras: ``import redis_sessions`` loads none of them."""
+    code = (
+        "import sys, redis_sessions, redis_sessions.store, redis_sessions.aio; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('agents', 'openai') "
+        "or m.startswith(('google.adk', 'google.genai', 'redis_sessions.integrations'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.strip() == "[]"
