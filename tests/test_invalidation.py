@@ -321,19 +321,27 @@ def test_modify_from_many_coroutines_loses_no_increment(real_server: EmbeddedRed
 
 
 def race_delete_with_updates(stores: list[SessionStore], sid: str) -> list[bool]:
-    """stores[0] deletes the session while the others update it; the updates' results."""
+    """stores[0] deletes the session while the others update it; the updates' results. The delete
+    goes once the updates are under way, and each updater goes on until one of its updates came
+    after it (False), so that the race happens however the threads are scheduled."""
     results: list[bool] = []
     start = threading.Barrier(len(stores))
+    under_way = threading.Event()
     ctx = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="again")
 
     def update(store: SessionStore) -> None:
         start.wait()
-        for _ in range(20):
-            results.append(store.update_session_context(sid, "alice", ctx))
+        for _ in range(10_000):
+            updated = store.update_session_context(sid, "alice", ctx)
+            results.append(updated)
+            if len(results) >= 5:
+                under_way.set()
+            if not updated:
+                return
 
     def delete() -> None:
         start.wait()
-        time.sleep(0.001)
+        assert under_way.wait(timeout=30)
         assert stores[0].delete_session(sid, "alice")
 
     threads = [threading.Thread(target=update, args=(s,)) for s in stores[1:]]
