@@ -60,6 +60,7 @@ def test_a_killed_import_process_resumes_from_its_checkpoint(
             time.sleep(0.002)
         first.wait()
         assert first.returncode == -signal.SIGKILL, "the import ended before it could be killed"
+        checkpoint = client.get(client.keys("rs-migrate:*")[0])  # the last one it wrote
         landed = client.zcard(f"rs:{{u:{user}}}:idx")
         assert 0 < landed < 300
         second = subprocess.run(
