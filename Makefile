@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check bench clean generate
+.PHONY: demo test lint check bench bench-migrate clean generate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.profile
 	$(BENCH_VENV)/bin/python -m bench.observability
 	$(BENCH_VENV)/bin/python -m bench.http_load
+
+## bench-migrate: `migrate import` rate vs reading PostgreSQL (own PostgreSQL and Redis; ~15 min)
+bench-migrate: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench.migrate
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

@@ -39,6 +39,7 @@ from .check import DAMAGE, PROBLEMS
 from .embedded import EmbeddedRedis, RedisServerNotFound
 from .http._cli import serve  # the command only: litestar and uvicorn load when it runs
 from .keys import SLOTS
+from .migrate._cli import migrate
 from .store import SessionStore
 
 __all__ = ["cli", "main", "redact", "redis_repr"]
@@ -367,6 +368,7 @@ def worker(  # noqa: PLR0917 - one parameter per option, as click passes them
 
 
 cli.add_command(serve)  # redis-sessions serve: the HTTP service (needs the http extra)
+cli.add_command(migrate)  # migrate import|export|verify (issue #16; psycopg loaded on use)
 
 
 def main(args: list[str] | None = None) -> Any:

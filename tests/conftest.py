@@ -16,6 +16,7 @@ from redis_sessions.embedded import EmbeddedRedis
 
 from .backends import Backend, all_backends, backend_params, server_params
 from .facade import SyncFacade
+from .migrate_support import pg_server  # noqa: F401  (PostgreSQL for tests/test_migrate*.py)
 
 _servers: dict[str, EmbeddedRedis] = {}
 

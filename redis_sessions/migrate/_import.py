@@ -1,0 +1,176 @@
+"""``migrate import``: PostgreSQL -> Redis, streamed, resumable, idempotent.
+
+Round trips: PostgreSQL is read through three server-side cursors (one fetch per ``batch_size`` rows
+of each table); Redis gets one pipeline per batch of sessions (one script per session) and one
+``SET`` of the checkpoint after it.
+
+The checkpoint (key ``<prefix>-migrate:<digest of the run>``, outside the store's key space, so
+``check`` never meets it) holds the id of the last session whose batch Redis acknowledged. A killed
+run started again with the same options starts after it; sessions are written whole and messages
+are keyed by turn, so redoing a batch never stores anything twice. A finished run leaves the
+checkpoint marked done: running it again changes nothing (``restart=True`` copies again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, Any
+
+import msgspec
+import psycopg
+
+from ..codec import utc_now
+from ..config import StoreConfig
+from ..keys import KeySpace
+from . import _pg
+from ._report import Issue, Progress, Reporter, Summary
+from ._toredis import SessionPlan, folder_record, session_plan
+from ._write import Writer
+
+
+def checkpoint_key(prefix: str, dsn: str, flt: _pg.Filter) -> str:
+    """The checkpoint of a run: one per (database, key prefix, --user, --since)."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    where = {k: info.get(k) for k in ("host", "port", "dbname", "user")}
+    ident = json.dumps([where, prefix, str(flt.user), str(flt.since)], sort_keys=True, default=str)
+    return f"{prefix}-migrate:{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
+
+
+def run_import(
+    dsn: str,
+    client: Any,
+    config: StoreConfig,
+    *,
+    user: uuid.UUID | None = None,
+    since: dt.datetime | None = None,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    restart: bool = False,
+    report: IO[str] | None = None,
+    progress: bool = True,
+    now: dt.datetime | None = None,
+) -> Summary:
+    """Copy folders, sessions, messages and snapshots from PostgreSQL into the store's Redis."""
+    started = utc_now()
+    moment = now or started
+    summary = Summary(command="import", dry_run=dry_run)
+    reporter = Reporter(summary, report)
+    keys = KeySpace(config.key_prefix)
+    writer = Writer(client, keys)
+    flt = _pg.Filter(user=user, since=since)
+    ckey = checkpoint_key(config.key_prefix, dsn, flt)
+    state: dict[str, Any] = {}
+    if not restart and not dry_run:
+        raw = client.get(ckey)
+        state = json.loads(raw) if raw else {}
+    if state.get("done"):
+        summary.already_complete = True
+        return summary
+    with _pg.connect(dsn) as conn:
+        after = state.get("after")
+        if after is None:
+            _folders(
+                conn=conn,
+                flt=flt,
+                writer=writer,
+                reporter=reporter,
+                batch_size=batch_size,
+                dry_run=dry_run,
+            )
+        else:
+            summary.resumed_after = after
+            flt = flt._replace(after=uuid.UUID(after))
+        total = _pg.count_sessions(conn, flt)
+        bar = Progress("import", total, enabled=progress)
+        # Redis writes run in one background thread while the next batch is read and converted:
+        # at most one batch in flight, and its checkpoint is set only once Redis has applied it.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="redis-sessions-migrate")
+        pending: Future[None] | None = None
+        batch: list[SessionPlan] = []
+        last: str | None = None
+        seen = 0
+
+        def write(plans: list[SessionPlan], upto: str | None) -> None:
+            writer.sessions(plans)
+            if upto is not None:
+                client.set(ckey, json.dumps({"after": upto, "at": started.isoformat()}))
+
+        def flush() -> None:
+            nonlocal seen, batch, pending
+            if pending is not None:
+                pending.result()  # raises what the write raised
+                pending = None
+            if not dry_run:
+                pending = pool.submit(write, batch, last)
+            for plan in batch:
+                reporter.copied("sessions")
+                reporter.copied("session_messages", len(plan.messages))
+                reporter.copied("whiteboard_snapshots", len(plan.snapshots))
+            bar.advance(seen)
+            seen = 0
+            batch = []
+
+        try:
+            for item in _pg.prefetched(_pg.bundles(conn, flt, batch_size)):
+                if isinstance(item, _pg.Orphan):
+                    ident = f"{item.row.session_id}/{item.row[1]}"
+                    reporter.issue(
+                        Issue(
+                            table=item.table, id=ident, reason="no such session", action="skipped"
+                        )
+                    )
+                    continue
+                outcome = session_plan(item, keys, config, moment)
+                for issue in outcome.issues:
+                    if issue.action == "expired":
+                        reporter.write(msgspec.to_builtins(issue))
+                    else:
+                        reporter.issue(issue)
+                summary.expired += outcome.expired
+                if outcome.plan is not None:
+                    batch.append(outcome.plan)
+                last = str(item.session.id)
+                seen += 1
+                if len(batch) >= batch_size or seen >= batch_size:
+                    flush()
+            flush()
+            if pending is not None:
+                pending.result()
+        finally:
+            pool.shutdown(wait=True)
+        bar.finish()
+    if not dry_run:
+        client.set(ckey, json.dumps({"done": True, "at": started.isoformat()}))
+    summary.seconds = (utc_now() - started).total_seconds()
+    return summary
+
+
+def _folders(
+    *,
+    conn: psycopg.Connection[Any],
+    flt: _pg.Filter,
+    writer: Writer,
+    reporter: Reporter,
+    batch_size: int,
+    dry_run: bool,
+) -> None:
+    batch: list[tuple[str, str, list[tuple[str, str | bytes]]]] = []
+    for row in _pg.folders(conn, flt, batch_size):
+        made = folder_record(row)
+        if isinstance(made, Issue):
+            reporter.issue(made)
+            continue
+        user_id, pairs = made
+        batch.append((user_id, str(row.id), pairs))
+        if len(batch) >= batch_size:
+            if not dry_run:
+                writer.folders(batch)
+            reporter.copied("folders", len(batch))
+            batch = []
+    if not dry_run:
+        writer.folders(batch)
+    reporter.copied("folders", len(batch))
