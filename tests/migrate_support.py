@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import shutil
 import tempfile
@@ -64,6 +65,9 @@ def pg_server() -> Iterator[PgServer]:
         yield PgServer(existing)
         return
     pgserver = pytest.importorskip("pgserver", reason=f"no pgserver package and no ${ENV_DSN}")
+    # its INFO lines ("exiting ... remaining pids") come from a thread after pytest has closed the
+    # streams, as a "Logging error" traceback at the end of every run
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     folder = tempfile.mkdtemp(prefix="rs-pg-")
     os.chmod(folder, 0o777)  # as root, pgserver runs postgres as its own system user
     server = pgserver.get_server(folder, cleanup_mode="stop")
