@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ def serve_url(settings: Settings, embedded: bool) -> str | None:
             f"{exc.message}; `serve --embedded` starts one to try the service out (a service on a "
             "throwaway server loses every session on restart)"
         ) from exc
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    """SIGTERM as SystemExit (status 128 + signal), so that ``finally`` blocks still run."""
+    raise SystemExit(128 + signum)
 
 
 def app_from_env() -> Any:
@@ -233,6 +239,10 @@ def serve(ctx: click.Context, /, **opts: Any) -> None:
     if opts["tracing"]:
         env[ENV_TRACING] = "1"
     os.environ.update(env)
+    if server is not None:
+        # uvicorn raises the signal it shut down on again once it is done: with the default
+        # handler, SIGTERM would end the process here and leave the embedded server running
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
             "redis_sessions.http._cli:app_from_env",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 pytest.importorskip("uvicorn", reason="needs the http extra: pip install '.[http]'")
@@ -147,3 +149,9 @@ def test_serve_embedded_and_no_auth_say_so_loudly(serve_process: Any) -> None:
     err = served.stop()
     assert "EMBEDDED THROWAWAY" in err and "LOST" in err
     assert "--insecure-no-auth" in err and "authentication is OFF" in err
+    # SIGTERM (as a process manager stops it) stops the embedded server too
+    match = re.search(r"port (\d+)\)", err)
+    assert match is not None, err
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=int(match.group(1)), socket_connect_timeout=1).ping()
+    assert served.process.returncode == 128 + signal.SIGTERM
