@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import server
 from bench.run import alternate, first_request, outcome_recorded, replay
 from redis_sessions import SessionStore, StoreConfig
+from redis_sessions._transport import Sender
 from redis_sessions.requests import RunScript
 from redis_sessions.samples import chat_turn, realistic_context
 from redis_sessions.scripts import ScriptName, script_source
@@ -131,14 +132,16 @@ def canned(store: SessionStore, op: Callable[[], Any], reply: Any) -> Callable[[
         def execute_command(self, *args: Any) -> Any:
             return reply
 
-    real = store._client
+    real, real_sender = store._client, store._sender
+    instant = Instant()
+    instant_sender = Sender(instant, is_async=False)
 
     def call() -> Any:
-        store._client = Instant()
+        store._client, store._sender = instant, instant_sender
         try:
             return op()
         finally:
-            store._client = real
+            store._client, store._sender = real, real_sender
 
     return call
 
