@@ -89,8 +89,12 @@ def translate_error(exc: rex.RedisError) -> SessionStoreError:
         _, key, problem = [*str(exc).split(" ", 2), ""][:3]
         error = CorruptData(key, problem)
     elif "REQUEST_ID_REUSED" in str(exc):  # a caller's request_id named another write
+        # "REQUEST_ID_REUSED <key> was used by <script> <session id>": the key names the user, so
+        # the message names only the write that holds the id (the key stays in __cause__)
+        _, _, holder = str(exc).partition(" was used by ")
         error = InvalidInput(
-            f"request_id was already used for another write within the replay window: {exc}"
+            "request_id was already used for another write within the replay window"
+            + (f" ({holder})" if holder else "")
         )
     else:
         error = BackendError(f"Redis error: {exc}")

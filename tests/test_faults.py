@@ -224,8 +224,11 @@ def test_a_request_id_used_for_another_write_is_refused(
     store = store_factory()
     first, second = store.create_session(USER), store.create_session(USER)
     assert store.append_message(first, USER, "user", "a", request_id="same") == 1
-    with pytest.raises(InvalidInput, match="request_id"):
+    with pytest.raises(InvalidInput, match="request_id") as info:
         store.append_message(second, USER, "user", "a", request_id="same")
+    # it says which write holds the id, and never the key (which names the user)
+    assert str(info.value).endswith(f"(append {first})")
+    assert USER not in str(info.value) and store.keyspace.prefix not in str(info.value)
     with pytest.raises(InvalidInput, match="request_id"):
         store.end_session(first, USER, request_id="same")
     assert store.get_messages(second, USER) == []  # nothing written
