@@ -758,7 +758,7 @@ def main() -> None:
         results, notes = scenarios(url, args.quick)
         mem = memory(url)
         mix = concurrency(url, 1.0 if args.quick else 4.0)
-        scale = scaling(url, 1.0 if args.quick else 3.0)
+        scale = scaling(url, 1.0 if args.quick else 5.0)
         cost = server_cost(url, 100 if args.quick else 500)
         version = str(redis.Redis.from_url(url).info("server")["redis_version"])
     text = report(results, notes=notes, mem=mem, mix=mix, scale=scale, cost=cost, version=version)

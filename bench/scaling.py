@@ -6,8 +6,8 @@ Each of N threads (one sync store shared by all, as in a threaded app server) up
 of its own, alternating two contexts that differ by one quiz outcome, with the cache on (the app
 read the session first); the floor sends the very same requests with raw redis-py (one client
 shared by the threads, a new request id each call). The same with N asyncio tasks on one
-AsyncSessionStore against redis.asyncio. Reports updates per second and the ratio. Used by
-bench/run.py; runs alone too.
+AsyncSessionStore against redis.asyncio. The floor and ours alternate in ROUNDS rounds; reports
+the median updates per second of each and their ratio. Used by bench/run.py; runs alone too.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import itertools
 import multiprocessing
+import statistics
 import sys
 import threading
 import time
@@ -55,8 +56,22 @@ def _contexts(store: SessionStore, user: str, sid: Any) -> tuple[Any, Any]:
     return a, outcome_recorded(a)
 
 
-def _run_threads(n: int, seconds: float, work: Callable[[int], Callable[[], Any]]) -> float:
-    calls = [work(i) for i in range(n)]
+#: each measurement alternates the floor and ours this many times (the machine drifts: a round
+#: of each, back to back, sees the same drift), and reports the median rate of each
+ROUNDS = 5
+
+
+def _alternate(measure: Callable[[str], float], seconds: float) -> dict[str, float]:
+    """{"floor": updates/s, "ours": updates/s}: medians of ROUNDS alternating rounds."""
+    rates: dict[str, list[float]] = {"floor": [], "ours": []}
+    for _ in range(ROUNDS):
+        for name, values in rates.items():
+            values.append(measure(name))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def _run_threads(calls: list[Callable[[], Any]], seconds: float) -> float:
+    n = len(calls)
     counts = [0] * n
     stop = threading.Event()
 
@@ -105,7 +120,8 @@ def threads(url: str, n: int, seconds: float) -> dict[str, float]:
 
         return call
 
-    out = {"floor": _run_threads(n, seconds, floor), "ours": _run_threads(n, seconds, ours)}
+    calls = {"floor": [floor(i) for i in range(n)], "ours": [ours(i) for i in range(n)]}
+    out = _alternate(lambda name: _run_threads(calls[name], seconds / ROUNDS), seconds)
     store.close()
     raw.close()
     return out
@@ -123,7 +139,7 @@ def tasks(url: str, n: int, seconds: float) -> dict[str, float]:
         made.append((user, sid, contexts, _requests(sync, user, sid, contexts)))
     sync.close()
 
-    async def drive(calls: list[Callable[[], Any]]) -> float:
+    async def drive(calls: list[Callable[[], Any]], seconds: float) -> float:
         counts = [0] * len(calls)
         stop = False
 
@@ -153,8 +169,6 @@ def tasks(url: str, n: int, seconds: float) -> dict[str, float]:
 
             return call
 
-        floor = await drive([floor_call(requests) for _, _, _, requests in made])
-        await raw.aclose()
         store = AsyncSessionStore.from_url(url, config=StoreConfig(key_prefix=prefix))
         for user, sid, _, _ in made:  # cached, as in an app
             await store.get_session_context(sid, user)
@@ -163,9 +177,17 @@ def tasks(url: str, n: int, seconds: float) -> dict[str, float]:
             turn = itertools.cycle(contexts)
             return lambda: store.update_session_context(sid, user, next(turn))
 
-        ours = await drive([ours_call(u, s, c) for u, s, c, _ in made])
+        calls = {
+            "floor": [floor_call(requests) for _, _, _, requests in made],
+            "ours": [ours_call(u, s, c) for u, s, c, _ in made],
+        }
+        rates: dict[str, list[float]] = {"floor": [], "ours": []}
+        for _ in range(ROUNDS):  # alternating, as _alternate does (here awaited)
+            for name, values in rates.items():
+                values.append(await drive(calls[name], seconds / ROUNDS))
+        await raw.aclose()
         await store.aclose()
-        return {"floor": floor, "ours": ours}
+        return {name: statistics.median(values) for name, values in rates.items()}
 
     return asyncio.run(main())
 
