@@ -195,14 +195,13 @@ class StoreCore(MessageOps, FolderOps, StateOps):
         if not reply:
             return None
         record = codec.pairs_to_dict(reply[0])
-        session = self._session(record, uid, sid)
+        context = self._context(record, uid, sid)
         self._fill_cache((uid, sid), record, epoch)
         first = int(reply[1])
-        messages, bad_messages = message_codec.decode_messages(first, reply[2])
+        entries, bad_messages = message_codec.history_entries(first, reply[2])
         snapshots, bad_snapshots = message_codec.decode_snapshots(first, reply[3])
         self._report_parts(uid, sid, bad_messages, bad_snapshots)
-        context = session.context
-        context.history = message_codec.history_entries(messages)
+        context.history = entries
         context.whiteboard_history = snapshots
         return context
 

@@ -109,9 +109,25 @@ def decode_messages(first_turn: int, blobs: list[bytes | None]) -> tuple[list[Me
     return out, problems
 
 
-def history_entries(messages: list[Message]) -> list[dict[str, Any]]:
-    """The ``history`` list of a context: ``{"role", "content"}`` per message, oldest first."""
-    return [{"role": m.role, "content": m.text} for m in messages]
+def history_entries(
+    first_turn: int, blobs: list[bytes | None]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``history`` list of a context from stored messages of consecutive turns (as
+    ``decode_messages`` takes them): ``{"role", "content"}`` per message, oldest first, and a
+    description of each one left out. Each message is decoded (so checked) whole, as
+    ``decode_messages`` does, without making the Message it has no use for."""
+    out = []
+    decode = _message_decoder.decode
+    for blob in blobs:
+        if blob is None:
+            continue
+        try:
+            stored = decode(blob)
+        except msgspec.DecodeError:  # damage: the long way, which says which and why
+            messages, problems = decode_messages(first_turn, blobs)
+            return [{"role": m.role, "content": m.text} for m in messages], problems
+        out.append({"role": stored.role, "content": stored.text})
+    return out, []
 
 
 def decode_snapshots(
