@@ -206,9 +206,8 @@ def watch(op: Op[Any], observer: StoreObserver) -> tuple[Any] | Op[Any]:
         if hit is not None:
             read.hit = None
         outcome: Outcome = "not_found" if result is None or result is False else "ok"
+        # (a sweep always sends a request first: its observer.sweep is _watching's)
         observer.finish(handle, OperationResult(name, outcome, seconds, 0, hit, 0, None))
-        if name == "cleanup_expired_sessions" and outcome == "ok":  # (a sweep sends: never here)
-            observer.sweep(result, 0)
         return (result,)
     except BaseException as exc:
         seconds = perf_counter() - started

@@ -33,10 +33,17 @@ from ._catalog import LATENCY_BUCKETS, METRICS, MetricInfo
 
 __all__ = ["FAST_METRICS", "FastCounts"]
 
-# One operation's row, in one thread: [duration buckets..., count by outcome..., duration sum,
-# round trips, cache hits, cache misses, modify retries]. The version conflicts of an operation
-# are its conflict outcomes plus its retries.
-_OUTCOME: Final = {outcome: len(LATENCY_BUCKETS) + 1 + i for i, outcome in enumerate(OUTCOMES)}
+# What one thread counts of one operation that ended with one outcome (a narrow row): [duration
+# buckets..., duration sum, round trips, cache hits, cache misses, modify retries]; the bucket
+# counts add up to the count. A scrape adds every thread's narrow rows, then makes one wide row
+# per operation: [duration buckets..., count by outcome..., duration sum, round trips, cache hits,
+# cache misses, modify retries]. An operation's version conflicts are its conflict outcomes plus
+# its retries.
+_NARROW_SUM: Final = len(LATENCY_BUCKETS) + 1
+_NARROW_WIDTH: Final = _NARROW_SUM + 5
+_OUTCOME: Final[dict[str, int]] = {
+    outcome: len(LATENCY_BUCKETS) + 1 + i for i, outcome in enumerate(OUTCOMES)
+}
 _CONFLICT: Final = _OUTCOME["conflict"]
 _SUM: Final = len(LATENCY_BUCKETS) + 1 + len(OUTCOMES)
 _TRIPS: Final = _SUM + 1
@@ -68,20 +75,38 @@ _BOUNDS: Final[tuple[str, ...]] = tuple(
 
 
 class _Table:
-    """One thread's counts: a row per operation name and per script name."""
+    """One thread's counts: a narrow row per outcome and operation name, a row per script."""
 
     __slots__ = ("operations", "scripts")
 
     def __init__(self) -> None:
-        self.operations: dict[str, list[float]] = {}
+        self.operations: dict[str, dict[str, list[float]]] = {}
         self.scripts: dict[str, list[float]] = {}
 
     def add(self, other: _Table) -> None:
-        for mine, theirs in ((self.operations, other.operations), (self.scripts, other.scripts)):
-            for name, row in list(theirs.items()):
-                into = mine.setdefault(name, [0.0] * len(row))
-                for index, value in enumerate(row):
-                    into[index] += value
+        for outcome, rows in list(other.operations.items()):
+            _add_rows(self.operations.setdefault(outcome, {}), rows)
+        _add_rows(self.scripts, other.scripts)
+
+    def wide(self) -> dict[str, list[float]]:
+        """One wide row per operation name (see the layout above)."""
+        wide: dict[str, list[float]] = {}
+        for outcome, rows in self.operations.items():
+            for name, row in rows.items():
+                into = wide.setdefault(name, [0.0] * _WIDTH)
+                for index in range(_NARROW_SUM):
+                    into[index] += row[index]
+                into[_OUTCOME[outcome]] += sum(row[:_NARROW_SUM])
+                for offset in range(5):  # sum, round trips, hits, misses, retries
+                    into[_SUM + offset] += row[_NARROW_SUM + offset]
+        return wide
+
+
+def _add_rows(mine: dict[str, list[float]], theirs: dict[str, list[float]]) -> None:
+    for name, row in list(theirs.items()):
+        into = mine.setdefault(name, [0.0] * len(row))
+        for index, value in enumerate(row):
+            into[index] += value
 
 
 class FastCounts:
@@ -133,33 +158,32 @@ class FastCounts:
         self._tables = living
 
     def finish(self, handle: object, result: OperationResult) -> None:
-        """Count one operation: outcome, latency, round trips, cache read, conflicts, retries."""
+        """Count one operation: outcome, latency, round trips, cache read, retries."""
         try:
-            rows = self._local.operations
+            table = self._local.operations
         except AttributeError:
-            rows = self._table().operations
+            table = self._table().operations
+        rows = table.get(result.outcome)
+        if rows is None:
+            rows = table[result.outcome] = {}
         name = result.operation
         row = rows.get(name)
-        if row is None:
-            row = rows[name] = [0.0] * _WIDTH
-            self._created.setdefault(("operation", name), time.time())
+        if row is None:  # this thread's first (operation, outcome): when the series began
+            row = rows[name] = [0.0] * _NARROW_WIDTH
+            self._created.setdefault((name, result.outcome), time.time())
         seconds = result.seconds
         row[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        row[_SUM] += seconds
-        outcome = _OUTCOME[result.outcome]
-        if not row[outcome]:
-            self._created.setdefault((name, result.outcome), time.time())
-        row[outcome] += 1
+        row[_NARROW_SUM] += seconds
         if result.round_trips:
-            row[_TRIPS] += result.round_trips
+            row[_NARROW_SUM + 1] += result.round_trips
         hit = result.cache_hit
         if hit is not None:
-            row[_HITS if hit else _MISSES] += 1
+            row[_NARROW_SUM + 2 if hit else _NARROW_SUM + 3] += 1
         retries = result.retries
         if retries:  # each is a version conflict too (collect adds them to the conflict outcome)
-            if not row[_RETRIES]:
+            if not row[_NARROW_SUM + 4]:
                 self._created.setdefault(("conflict", name), time.time())
-            row[_RETRIES] += retries
+            row[_NARROW_SUM + 4] += retries
 
     def script(self, name: str, seconds: float) -> None:
         """Observe one script's latency."""
@@ -198,7 +222,11 @@ class FastCounts:
         """Every metric of the store, in :data:`METRICS` order."""
         total = self._totals()
         created = dict(self._created) if prometheus_metrics._use_created else {}
-        operations = sorted(total.operations.items())
+        first: dict[str, float] = {}  # an operation's first series: when its histogram began
+        for (operation, outcome), moment in created.items():
+            if outcome in _OUTCOME and moment < first.get(operation, moment + 1):
+                first[operation] = moment
+        operations = sorted(total.wide().items())
         for info in METRICS:
             if info.name not in FAST_METRICS:
                 yield from self.others[info.name].collect()
@@ -213,13 +241,11 @@ class FastCounts:
                             family.add_metric([operation, outcome], row[index], when)
             elif name == "redis_sessions_operation_duration_seconds":
                 for operation, row in operations:
-                    when = created.get(("operation", operation))
+                    when = first.get(operation)
                     _histogram(family, operation, row[: len(_BOUNDS)], row[_SUM], when)
             elif name == "redis_sessions_round_trips_total":
                 for operation, row in operations:
-                    family.add_metric(
-                        [operation], row[_TRIPS], created.get(("operation", operation))
-                    )
+                    family.add_metric([operation], row[_TRIPS], first.get(operation))
             elif name == "redis_sessions_version_conflicts_total":
                 for operation, row in operations:
                     if row[_CONFLICT] or row[_RETRIES]:
