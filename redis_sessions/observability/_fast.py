@@ -40,6 +40,10 @@ __all__ = ["FAST_METRICS", "FastCounts"]
 # cache misses, modify retries]. An operation's version conflicts are its conflict outcomes plus
 # its retries.
 _NARROW_SUM: Final = len(LATENCY_BUCKETS) + 1
+_NARROW_TRIPS: Final = _NARROW_SUM + 1
+_NARROW_HITS: Final = _NARROW_SUM + 2
+_NARROW_MISSES: Final = _NARROW_SUM + 3
+_NARROW_RETRIES: Final = _NARROW_SUM + 4
 _NARROW_WIDTH: Final = _NARROW_SUM + 5
 _OUTCOME: Final[dict[str, int]] = {
     outcome: len(LATENCY_BUCKETS) + 1 + i for i, outcome in enumerate(OUTCOMES)
@@ -175,15 +179,15 @@ class FastCounts:
         row[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         row[_NARROW_SUM] += seconds
         if result.round_trips:
-            row[_NARROW_SUM + 1] += result.round_trips
+            row[_NARROW_TRIPS] += result.round_trips
         hit = result.cache_hit
         if hit is not None:
-            row[_NARROW_SUM + 2 if hit else _NARROW_SUM + 3] += 1
+            row[_NARROW_HITS if hit else _NARROW_MISSES] += 1
         retries = result.retries
         if retries:  # each is a version conflict too (collect adds them to the conflict outcome)
-            if not row[_NARROW_SUM + 4]:
+            if not row[_NARROW_RETRIES]:
                 self._created.setdefault(("conflict", name), time.time())
-            row[_NARROW_SUM + 4] += retries
+            row[_NARROW_RETRIES] += retries
 
     def script(self, name: str, seconds: float) -> None:
         """Observe one script's latency."""
