@@ -10,13 +10,20 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    disable_created_metrics,
+    enable_created_metrics,
+    generate_latest,
+)
+from prometheus_client import metrics as prometheus_metrics
 
 from redis_sessions.maintenance import SweepReport
 from redis_sessions.observability import OperationResult
@@ -83,6 +90,18 @@ def objects_observer(monkeypatch: pytest.MonkeyPatch) -> PrometheusObserver:
     return observer
 
 
+@pytest.fixture(params=[True, False], ids=["created", "no-created"])
+def created(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """With and without ``_created`` samples (PROMETHEUS_DISABLE_CREATED_SERIES does the same)."""
+    before = prometheus_metrics._use_created
+    if not request.param:
+        disable_created_metrics()
+    try:
+        yield request.param
+    finally:
+        (enable_created_metrics if before else disable_created_metrics)()
+
+
 def without_times(scraped: Scraped) -> dict[Any, float]:
     """The samples, less those that are moments (``_created``, the last sweep's time)."""
     return {
@@ -92,7 +111,9 @@ def without_times(scraped: Scraped) -> dict[Any, float]:
     }
 
 
-def test_a_scrape_shows_what_the_metric_objects_would(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_scrape_shows_what_the_metric_objects_would(
+    monkeypatch: pytest.MonkeyPatch, created: bool
+) -> None:
     fast = PrometheusObserver(CollectorRegistry())
     assert fast._metrics.fast is not None
     objects = objects_observer(monkeypatch)
@@ -107,7 +128,9 @@ def test_a_scrape_shows_what_the_metric_objects_would(monkeypatch: pytest.Monkey
         k for k in want.samples if "_created" in k[0]
     }
     now = time.time()
-    assert all(now - 60 < v <= now for k, v in got.samples.items() if "_created" in k[0])
+    moments = [v for k, v in got.samples.items() if "_created" in k[0]]
+    assert all(now - 60 < v <= now for v in moments)
+    assert bool(moments) is created
     # the same families, in the same order, with the same help and type lines
     assert [line for line in got_text.splitlines() if line.startswith("#")] == [
         line for line in want_text.splitlines() if line.startswith("#")
