@@ -202,7 +202,8 @@ class StoreBase:
         flight (a write's cache bracket) is released. Before its first operation (each one
         talks to Redis: those that do not are plain methods), the store subscribes to other
         processes' writes. A closed store refuses every operation before it could read its cache
-        or open a connection. With an observer, ``op`` runs watched (``_observe.watch``).
+        or open a connection. With an observer, ``op`` runs watched (``_observe.watch``: it runs
+        the first step itself, and the whole operation when it ends there, a cache hit).
         """
         if self._closed:
             op.close()
@@ -210,7 +211,10 @@ class StoreBase:
         if self._needs_listener:
             await self._start_listening()
         if self._observer is not None:  # the one cost of observability without an observer
-            op = watch(op, self._observer)
+            watched = watch(op, self._observer)
+            if isinstance(watched, tuple):  # it ended in its first step (a cache hit), reported
+                return watched[0]  # type: ignore[no-any-return]
+            op = watched
         try:
             request = next(op)
             while True:

@@ -158,7 +158,7 @@ class CacheCoherence:
         """``_cached``, noting for the operation's observer whether it was a hit."""
         if self.cache_serving and time.monotonic() < self._serve_until:
             record = self.cache.get(cache_key)
-            CACHE_READ.set(record is not None)
+            CACHE_READ.hit = record is not None
             return record
         return None
 

@@ -11,7 +11,8 @@ server's is refused too. The README's keys go to a database of that server no ot
 (its snippets use the default key prefix and run a sweep), which is emptied afterwards.
 
 The FastAPI block only defines an app; after the blocks have run, the test serves requests to it
-with FastAPI's TestClient, on the same private server.
+with FastAPI's TestClient, on the same private server; and a scrape to each of the metrics blocks'
+mounts (FastAPI's and Litestar's), with each framework's test client.
 
 A block is left out only by a Sybil directive in the README source, visible to anyone editing it,
 with its reason: ``<!-- skip: next "why this block is not run" -->``. ```console blocks are not run
@@ -40,6 +41,8 @@ import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from litestar import Litestar
+from litestar.testing import TestClient as LitestarClient
 from sybil import Example, Sybil
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
 
@@ -50,6 +53,18 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 README_URL = "redis://localhost:6379/0"  # the one address the snippets may use
 README_DB = 9  # the database of the private server the README's snippets write to
+# a create_session counted by the README's metrics block (1 or more: other tests count too)
+CREATED_SAMPLE = re.compile(
+    r'^redis_sessions_operations_total\{operation="create_session",outcome="ok"\} [1-9]',
+    re.MULTILINE,
+)
+
+
+BLOCKS_MODULE = "readme_blocks"
+
+
+class BlocksModule:
+    """sys.modules' entry for the README's blocks (see test_readme_python_blocks_run_in_order)."""
 
 
 class ConnectGuard:
@@ -117,7 +132,11 @@ class OnPrivateServer:
         problems = connection_problems(source)
         assert not problems, f"README.md line {example.line} could reach another server: {problems}"
         padding = "\n" * (example.line + example.parsed.line_offset)  # README.md's line numbers
-        code = compile(padding + source.replace(README_URL, self.url), example.path, "exec")
+        # dont_inherit: not this module's `from __future__ import annotations` (a reader's
+        # interpreter evaluates annotations, and Litestar resolves a handler's by them)
+        code = compile(
+            padding + source.replace(README_URL, self.url), example.path, "exec", dont_inherit=True
+        )
         exec(code, example.namespace)
 
 
@@ -152,6 +171,13 @@ def test_readme_python_blocks_run_in_order(real_server: EmbeddedRedis) -> None:
     url = f"redis://127.0.0.1:{real_server.port}/{README_DB}"
     examples = readme_examples(url)
     namespace = examples[0].namespace
+    # A reader's blocks run in __main__, a module: what they define is found through sys.modules
+    # (Litestar resolves a handler's annotations so). Here a stand-in whose attributes are the
+    # blocks' namespace itself, live.
+    main = BlocksModule()
+    main.__dict__ = namespace
+    namespace["__name__"] = BLOCKS_MODULE
+    sys.modules[BLOCKS_MODULE] = main  # type: ignore[assignment]
     with connect_guard.only(real_server.port) as refused:
         try:
             for example in examples:
@@ -159,8 +185,14 @@ def test_readme_python_blocks_run_in_order(real_server: EmbeddedRedis) -> None:
                     example.evaluate()
                 except SkipTest:  # skipped by a directive in the README, with its reason
                     continue
+
             # The FastAPI block defines an app: serve it a request for a session that exists, and
             # one from another user, to whom it does not.
+            def litestar_app() -> Litestar:
+                found = namespace.get("litestar_app")
+                assert isinstance(found, Litestar), "the Litestar block no longer defines it"
+                return found
+
             app = namespace.get("app")
             assert isinstance(app, FastAPI), "the README's FastAPI block no longer defines `app`"
             with SessionStore.from_url(url) as store:
@@ -173,12 +205,21 @@ def test_readme_python_blocks_run_in_order(real_server: EmbeddedRedis) -> None:
                 history = [m["content"] for m in got.json()["history"]]
                 assert history == ["How do I multiply matrices?"]
                 assert http.get(f"/sessions/{sid}", params={"user_id": "bob"}).status_code == 404
+            # The metrics blocks: FastAPI's and Litestar's mounts serve a scrape of the default
+            # registry, which counts the FastAPI block's create_session (and the one above is not
+            # observed: counted by neither)
+            for client in (TestClient(namespace["metrics_api"]), LitestarClient(litestar_app())):
+                with client as scraper:
+                    scraped = scraper.get("/metrics/")
+                    assert scraped.status_code == 200, scraped.text
+                    assert CREATED_SAMPLE.search(scraped.text), scraped.text[:2000]
         finally:
             for value in list(namespace.values()):
                 if isinstance(value, SessionStore):
                     value.close()
             with redis.Redis.from_url(url) as admin:
                 admin.flushdb()
+            del sys.modules[BLOCKS_MODULE]
     assert refused == [], "README code tried to connect to another server"
 
 

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Request, Response, Router, get
 from litestar.config.cors import CORSConfig
@@ -22,6 +22,9 @@ from ._auth import AuthConfig, Authenticator, log
 from ._caller import caller, operator
 from ._problems import EXCEPTION_HANDLERS, RETRY_AFTER, HTTPProblem, responses
 from ._schemas import Health
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 NO_AUTH_WARNING = (
@@ -88,6 +91,7 @@ def create_app(
     close_store: bool | None = None,
     cors_origins: Sequence[str] = (),
     metrics: bool = False,
+    tracing: bool | TracerProvider = False,
 ) -> Litestar:
     """The HTTP service over ``store`` as an ASGI app (Litestar), checking tokens by ``auth``.
 
@@ -97,7 +101,11 @@ def create_app(
     Every error is ``application/problem+json``; the OpenAPI document is at ``/openapi.json``
     and a docs page at ``/docs``. ``metrics``: Prometheus metrics at ``/metrics``, without a token
     (for the scraper, inside the network; needs the ``metrics`` extra, and the store made with a
-    ``PrometheusObserver`` for the store's own metrics).
+    ``PrometheusObserver`` for the store's own metrics). ``tracing`` (True: the global tracer
+    provider; or a TracerProvider; needs the ``tracing`` extra): each request's HTTP server span,
+    named after its route (``GET /sessions/{session_id}``: no path, no id), and the Redis spans of
+    the store's client below the store's operation spans (for those, make the store with a
+    ``TracingObserver`` of the same provider). See ``redis_sessions.http._tracing``.
     """
     authenticator = Authenticator(auth)
     made_here = callable(store) and not isinstance(store, AsyncSessionStore)
@@ -112,6 +120,10 @@ def create_app(
         if made_here:
             assert callable(store)
             app.state.store = store()
+        if tracing:
+            from ..observability.tracing import instrument_redis
+
+            instrument_redis(app.state.store.client, provider)
         try:
             yield
         finally:
@@ -130,10 +142,17 @@ def create_app(
     handlers: list[Any] = [protected, healthz, readyz, openapi_json]
     if metrics:
         handlers.append(_metrics_mount())
+    middleware: list[Any] = []
+    provider = None if isinstance(tracing, bool) else tracing
+    if tracing:
+        from ._tracing import name_span_after_route, server_span_middleware
+
+        middleware = [server_span_middleware(provider), name_span_after_route]
     return Litestar(
         route_handlers=handlers,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
+        middleware=middleware,
         state=state,
         request_max_body_size=max_body_bytes,
         cors_config=CORSConfig(

@@ -68,7 +68,8 @@ def app_from_env() -> Any:
         {"ssl_ca_certs": os.environ[ENV_CA_FILE]} if os.environ.get(ENV_CA_FILE) else {}
     )
     metrics = os.environ.get(ENV_METRICS) == "1"
-    observer = _observer(metrics=metrics, tracing=os.environ.get(ENV_TRACING) == "1")
+    tracing = os.environ.get(ENV_TRACING) == "1"
+    observer = _observer(metrics=metrics, tracing=tracing)
     return create_app(
         lambda: AsyncSessionStore.from_url(
             url, config=config, max_connections=pool, observer=observer, **tls
@@ -77,6 +78,7 @@ def app_from_env() -> Any:
         max_body_bytes=int(os.environ.get(ENV_MAX_BODY, str(2 * 1024 * 1024))),
         cors_origins=[o for o in os.environ.get(ENV_CORS, "").split(",") if o],
         metrics=metrics,
+        tracing=tracing,
     )
 
 

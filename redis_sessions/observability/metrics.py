@@ -5,6 +5,13 @@ default one unless told); :data:`METRICS` lists every metric with its labels and
 README's table). No label carries a user or session id: labels are operation names, outcomes and
 script names, all from fixed sets.
 
+In one process, what every operation updates (operations, latency, round trips, cache hits and
+misses, conflicts, retries, script latency) is counted in plain per-thread numbers and summed at
+each scrape (:mod:`._fast`: a fraction of a µs per operation, where prometheus-client's metric
+objects, a lock per update, cost over 2 µs); in multiprocess mode every metric is a
+prometheus-client metric object, written to the directory's files. A scrape shows the same either
+way.
+
 Exposing them: :func:`render_latest` (bytes and content type, for any web framework),
 :func:`metrics_app` (an ASGI app to mount at ``/metrics``), :func:`start_metrics_server` (a thread
 serving ``/metrics`` on a port, for workers). Each reads prometheus-client's multiprocess directory
@@ -19,8 +26,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,10 +40,13 @@ from prometheus_client import (
     make_asgi_app,
     multiprocess,
     start_http_server,
+    values,
 )
 
-from .._observe import OUTCOMES, CacheEvent, OperationResult
+from .._observe import CacheEvent, OperationResult
 from ._base import ObserverBase
+from ._catalog import LAG_BUCKETS, LATENCY_BUCKETS, METRICS, SWEEP_BUCKETS, MetricInfo
+from ._fast import FAST_METRICS, FastCounts
 
 if TYPE_CHECKING:
     from ..maintenance import SweepReport
@@ -52,238 +62,102 @@ __all__ = [
     "start_metrics_server",
 ]
 
-#: Seconds: from a cache hit on loopback (tens of µs) to an operation timing out (seconds).
-LATENCY_BUCKETS: Final[tuple[float, ...]] = (
-    0.000025,
-    0.00005,
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-#: Seconds a sweep takes: a tenth of a second (nothing expired) to many minutes.
-SWEEP_BUCKETS: Final[tuple[float, ...]] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
-#: Seconds from an invalidation's publication to its receipt (1 s is the store's flush threshold).
-LAG_BUCKETS: Final[tuple[float, ...]] = (
-    0.0005,
-    0.001,
-    0.002,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-)
+_BUCKETS = {
+    "redis_sessions_sweep_duration_seconds": SWEEP_BUCKETS,
+    "redis_sessions_invalidation_lag_seconds": LAG_BUCKETS,
+}
+_CACHE_EVENTS = {
+    "eviction": "redis_sessions_cache_evictions_total",
+    "invalidation": "redis_sessions_cache_invalidations_total",
+    "flush": "redis_sessions_cache_flushes_total",
+}
 
 
-class MetricInfo(NamedTuple):
-    """One metric the store exports: its full name (as scraped, without ``_bucket`` and the like),
-    type, labels and meaning."""
-
-    name: str
-    kind: str
-    labels: tuple[str, ...]
-    help: str
+def multiprocess_mode() -> bool:
+    """Whether prometheus-client keeps its values in ``PROMETHEUS_MULTIPROC_DIR``'s files (the
+    variable was set when it was imported)."""
+    return values.ValueClass is not values.MutexValue
 
 
-#: Every metric of :class:`PrometheusObserver`, in the README's order.
-METRICS: Final[tuple[MetricInfo, ...]] = (
-    MetricInfo(
-        "redis_sessions_operations_total",
-        "counter",
-        ("operation", "outcome"),
-        "Store operations, by method name and outcome (" + ", ".join(OUTCOMES) + ").",
-    ),
-    MetricInfo(
-        "redis_sessions_operation_duration_seconds",
-        "histogram",
-        ("operation",),
-        "Time of one store operation, cache hits included.",
-    ),
-    MetricInfo(
-        "redis_sessions_round_trips_total",
-        "counter",
-        ("operation",),
-        "Requests sent to Redis (scripts, commands, pipelines, SCAN steps) by store operations.",
-    ),
-    MetricInfo(
-        "redis_sessions_cache_hits_total",
-        "counter",
-        (),
-        "Reads served from the in-process cache.",
-    ),
-    MetricInfo(
-        "redis_sessions_cache_misses_total",
-        "counter",
-        (),
-        "Reads the serving cache did not hold (they went to Redis).",
-    ),
-    MetricInfo(
-        "redis_sessions_cache_evictions_total",
-        "counter",
-        (),
-        "Entries the full cache pushed out (least recently used).",
-    ),
-    MetricInfo(
-        "redis_sessions_cache_invalidations_total",
-        "counter",
-        (),
-        "Writes of other processes announced to this one (their entries evicted).",
-    ),
-    MetricInfo(
-        "redis_sessions_cache_flushes_total",
-        "counter",
-        (),
-        "Times the whole cache was emptied (the invalidation link dropped or fell behind).",
-    ),
-    MetricInfo(
-        "redis_sessions_version_conflicts_total",
-        "counter",
-        ("operation",),
-        "Writes refused because another writer got there first (modify: each retry counts).",
-    ),
-    MetricInfo(
-        "redis_sessions_modify_retries_total",
-        "counter",
-        (),
-        "Attempts modify started again after a version conflict.",
-    ),
-    MetricInfo(
-        "redis_sessions_corrupt_records_total",
-        "counter",
-        (),
-        "Damaged data met (undecodable records, keys of the wrong type, bad messages).",
-    ),
-    MetricInfo(
-        "redis_sessions_script_duration_seconds",
-        "histogram",
-        ("script",),
-        "Round trip of one Lua script, by script name (its file in lua/).",
-    ),
-    MetricInfo(
-        "redis_sessions_sweeps_total",
-        "counter",
-        (),
-        "Expiry sweeps completed (dry runs not counted).",
-    ),
-    MetricInfo(
-        "redis_sessions_sweep_deleted_sessions_total",
-        "counter",
-        (),
-        "Sessions the sweeps deleted.",
-    ),
-    MetricInfo(
-        "redis_sessions_sweep_duration_seconds",
-        "histogram",
-        (),
-        "Time of one sweep.",
-    ),
-    MetricInfo(
-        "redis_sessions_last_sweep_timestamp_seconds",
-        "gauge",
-        (),
-        "When the last sweep ended (Unix time; the newest over all processes).",
-    ),
-    MetricInfo(
-        "redis_sessions_invalidation_lag_seconds",
-        "histogram",
-        (),
-        "Time from a write's announcement (publish) to its receipt by this process.",
-    ),
-    MetricInfo(
-        "redis_sessions_listener_reconnects_total",
-        "counter",
-        (),
-        "Times the invalidation link was lost and made anew.",
-    ),
-)
-
-
-def _short(name: str, kind: str) -> str:
-    """The name prometheus-client wants: counters without their ``_total``."""
-    return name.removesuffix("_total") if kind == "counter" else name
+def _objects(registry: CollectorRegistry | None, names: Iterable[str]) -> dict[str, Any]:
+    """prometheus-client metric objects of the metrics ``names``, registered in ``registry``
+    (None: in none)."""
+    made: dict[str, Any] = {}
+    for info in METRICS:
+        if info.name not in names:
+            continue
+        if info.kind == "counter":  # prometheus-client wants counters without their _total
+            name = info.name.removesuffix("_total")
+            made[info.name] = Counter(name, info.help, info.labels, registry=registry)
+        elif info.kind == "gauge":
+            made[info.name] = Gauge(
+                info.name, info.help, info.labels, registry=registry, multiprocess_mode="max"
+            )
+        else:
+            buckets = _BUCKETS.get(info.name, LATENCY_BUCKETS)
+            made[info.name] = Histogram(
+                info.name, info.help, info.labels, registry=registry, buckets=buckets
+            )
+    return made
 
 
 class _Metrics:
-    """The metric objects of one registry (made once per registry: see PrometheusObserver)."""
+    """The metrics of one registry (made once per registry: see PrometheusObserver).
+
+    In one process, a :class:`~._fast.FastCounts` collector counts the hot-path metrics and holds
+    the metric objects of the others (it makes them anew in a forked child); in multiprocess
+    mode, every metric is a metric object registered in the registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        made: dict[str, Any] = {}
-        for info in METRICS:
-            name = _short(info.name, info.kind)
-            if info.kind == "counter":
-                made[info.name] = Counter(name, info.help, info.labels, registry=registry)
-            elif info.kind == "gauge":
-                made[info.name] = Gauge(
-                    name, info.help, info.labels, registry=registry, multiprocess_mode="max"
-                )
-            else:
-                buckets = {
-                    "redis_sessions_sweep_duration_seconds": SWEEP_BUCKETS,
-                    "redis_sessions_invalidation_lag_seconds": LAG_BUCKETS,
-                }.get(info.name, LATENCY_BUCKETS)
-                made[info.name] = Histogram(
-                    name, info.help, info.labels, registry=registry, buckets=buckets
-                )
-        self.operations: Counter = made["redis_sessions_operations_total"]
-        self.duration: Histogram = made["redis_sessions_operation_duration_seconds"]
-        self.round_trips: Counter = made["redis_sessions_round_trips_total"]
-        self.hits: Counter = made["redis_sessions_cache_hits_total"]
-        self.misses: Counter = made["redis_sessions_cache_misses_total"]
-        self.cache: dict[str, Counter] = {
-            "eviction": made["redis_sessions_cache_evictions_total"],
-            "invalidation": made["redis_sessions_cache_invalidations_total"],
-            "flush": made["redis_sessions_cache_flushes_total"],
-        }
-        self.conflicts: Counter = made["redis_sessions_version_conflicts_total"]
-        self.retries: Counter = made["redis_sessions_modify_retries_total"]
-        self.corrupt: Counter = made["redis_sessions_corrupt_records_total"]
-        self.scripts: Histogram = made["redis_sessions_script_duration_seconds"]
-        self.sweeps: Counter = made["redis_sessions_sweeps_total"]
-        self.swept: Counter = made["redis_sessions_sweep_deleted_sessions_total"]
-        self.sweep_duration: Histogram = made["redis_sessions_sweep_duration_seconds"]
-        self.last_sweep: Gauge = made["redis_sessions_last_sweep_timestamp_seconds"]
-        self.lag: Histogram = made["redis_sessions_invalidation_lag_seconds"]
-        self.reconnects: Counter = made["redis_sessions_listener_reconnects_total"]
+        self.fast: FastCounts | None = None
+        if multiprocess_mode():
+            self.made = _objects(registry, [info.name for info in METRICS])
+        else:
+            rare = [info.name for info in METRICS if info.name not in FAST_METRICS]
+            self.fast = FastCounts(lambda: _objects(None, rare))
+            registry.register(self.fast)
+            self.made = self.fast.others  # the same dict, refilled in a forked child
         # label children, made once: labels() costs a lock and a dict lookup per call
         self._by_operation: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._by_script: dict[str, Any] = {}
 
-    def operation(self, name: str, outcome: str) -> tuple[Any, Any, Any]:
-        """(operations counter, duration histogram, round trips counter) of one operation
-        ending with ``outcome``."""
-        key = (name, outcome)
+    def finish(self, handle: object, result: OperationResult) -> None:
+        """Count one operation into the metric objects (multiprocess mode)."""
+        made, name = self.made, result.operation
+        key = (name, result.outcome)
         found = self._by_operation.get(key)
         if found is None:
-            found = (
-                self.operations.labels(name, outcome),
-                self.duration.labels(name),
-                self.round_trips.labels(name),
+            found = self._by_operation[key] = (
+                made["redis_sessions_operations_total"].labels(name, result.outcome),
+                made["redis_sessions_operation_duration_seconds"].labels(name),
+                made["redis_sessions_round_trips_total"].labels(name),
             )
-            self._by_operation[key] = found
-        return found
+        count, duration, round_trips = found
+        count.inc()
+        duration.observe(result.seconds)
+        if result.round_trips:
+            round_trips.inc(result.round_trips)
+        if result.cache_hit is not None:
+            hits = (
+                "redis_sessions_cache_hits_total"
+                if result.cache_hit
+                else "redis_sessions_cache_misses_total"
+            )
+            made[hits].inc()
+        conflicts = result.retries + (result.outcome == "conflict")
+        if conflicts:
+            made["redis_sessions_version_conflicts_total"].labels(name).inc(conflicts)
+        if result.retries:
+            made["redis_sessions_modify_retries_total"].inc(result.retries)
 
-    def script(self, name: str) -> Any:
+    def script(self, name: str, seconds: float) -> None:
+        """Observe one script's latency into the metric objects (multiprocess mode)."""
         found = self._by_script.get(name)
         if found is None:
-            found = self._by_script[name] = self.scripts.labels(name)
-        return found
+            found = self._by_script[name] = self.made[
+                "redis_sessions_script_duration_seconds"
+            ].labels(name)
+        found.observe(seconds)
 
 
 _made: dict[int, tuple[CollectorRegistry, _Metrics]] = {}
@@ -305,53 +179,45 @@ class PrometheusObserver(ObserverBase):
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry: CollectorRegistry = registry if registry is not None else REGISTRY
-        self._metrics = _metrics_of(self.registry)
+        self._metrics = metrics = _metrics_of(self.registry)
+        # the hot path's two calls go straight to the counting, without a call in between
+        counting: Any = metrics.fast if metrics.fast is not None else metrics
+        self.finish = counting.finish  # type: ignore[method-assign]
+        self.script = counting.script  # type: ignore[method-assign]
 
     def finish(self, handle: object, result: OperationResult) -> None:
         """Count the operation, its outcome, latency, round trips, cache read and conflicts."""
-        metrics, name = self._metrics, result.operation
-        count, duration, round_trips = metrics.operation(name, result.outcome)
-        count.inc()
-        duration.observe(result.seconds)
-        if result.round_trips:
-            round_trips.inc(result.round_trips)
-        if result.cache_hit is not None:
-            (metrics.hits if result.cache_hit else metrics.misses).inc()
-        conflicts = result.retries + (result.outcome == "conflict")
-        if conflicts:
-            metrics.conflicts.labels(name).inc(conflicts)
-        if result.retries:
-            metrics.retries.inc(result.retries)
+        (self._metrics.fast or self._metrics).finish(handle, result)  # (see __init__)
 
     def script(self, name: str, seconds: float) -> None:
         """Observe one script's latency."""
-        self._metrics.script(name).observe(seconds)
+        (self._metrics.fast or self._metrics).script(name, seconds)  # (see __init__)
 
     def cache_event(self, kind: CacheEvent, count: int) -> None:
         """Count cache evictions, invalidations received and flushes."""
-        self._metrics.cache[kind].inc(count)
+        self._metrics.made[_CACHE_EVENTS[kind]].inc(count)
 
     def corrupt(self, key: str, problem: str) -> None:
         """Count damage met (the key is not a label: it is logged instead)."""
-        self._metrics.corrupt.inc()
+        self._metrics.made["redis_sessions_corrupt_records_total"].inc()
 
     def invalidation(self, lag_seconds: float) -> None:
         """Observe one invalidation's lag (a negative one, from clock skew, counts as 0)."""
-        self._metrics.lag.observe(max(lag_seconds, 0.0))
+        self._metrics.made["redis_sessions_invalidation_lag_seconds"].observe(max(lag_seconds, 0.0))
 
     def listener_reconnect(self) -> None:
         """Count a lost invalidation link."""
-        self._metrics.reconnects.inc()
+        self._metrics.made["redis_sessions_listener_reconnects_total"].inc()
 
     def sweep(self, report: SweepReport, batches: int) -> None:
         """Count a sweep (not a dry run), what it deleted, and when it ended."""
         if report.dry_run:
             return
-        metrics = self._metrics
-        metrics.sweeps.inc()
-        metrics.swept.inc(report.deleted)
-        metrics.sweep_duration.observe(report.duration_seconds)
-        metrics.last_sweep.set(time.time())
+        made = self._metrics.made
+        made["redis_sessions_sweeps_total"].inc()
+        made["redis_sessions_sweep_deleted_sessions_total"].inc(report.deleted)
+        made["redis_sessions_sweep_duration_seconds"].observe(report.duration_seconds)
+        made["redis_sessions_last_sweep_timestamp_seconds"].set(time.time())
 
 
 def metrics_registry(registry: CollectorRegistry | None = None) -> CollectorRegistry:
