@@ -27,6 +27,7 @@ from .models import (
     UserModelState,
 )
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
+from .restore import SessionRestore
 from .store import SessionStore
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "Session",
     "SessionInfo",
     "SessionNotFound",
+    "SessionRestore",
     "SessionStore",
     "SessionStoreError",
     "StoreClosed",

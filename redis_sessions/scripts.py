@@ -37,6 +37,7 @@ class ScriptName(str, enum.Enum):
     READ_STATE = "read_state"
     LIST_SCOPED = "list_scoped"
     PUT_STATE = "put_state"
+    RESTORE = "restore"
 
 
 LIBRARY = "_lib"
