@@ -84,7 +84,13 @@ _UTC: Final = dt.timezone.utc
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _encode = msgspec.json.Encoder().encode
 _raw_json = msgspec.json.Decoder(msgspec.Raw)  # checks the syntax, makes no Python objects
-_raw_actions = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])  # a list of objects
+
+
+class _Object(msgspec.Struct, gc=False):
+    """Any JSON object (its members are checked for syntax and skipped)."""
+
+
+_raw_actions = msgspec.json.Decoder(list[_Object])  # a list of objects, nothing kept
 
 
 def _utc(value: object, name: str) -> dt.datetime:
@@ -93,28 +99,16 @@ def _utc(value: object, name: str) -> dt.datetime:
     return value if value.tzinfo is _UTC else value.astimezone(_UTC)
 
 
-def _checked_raw(raw: msgspec.Raw, decoder: Any, what: object) -> bool:
-    """Whether a JSON text given as Raw is stored as it is: well-formed (``decoder``) and nested
-    at most MAX_DEPTH deep (counted by brackets, strings' too: a false alarm only sends it the
-    slow way, False). Malformed: InvalidInput naming ``what``."""
+def _checked_raw(raw: msgspec.Raw, decoder: Any, what: str, n: int) -> bytes | None:
+    """A JSON text given as Raw, as it is stored: well-formed (``decoder``) and nested at most
+    MAX_DEPTH deep (counted by brackets, strings' too: a false alarm, None, only sends it the slow
+    way). Malformed: InvalidInput naming ``what % n``."""
     try:
         decoder.decode(raw)
     except msgspec.DecodeError as exc:
-        raise InvalidInput(f"{what} is not well-formed JSON of its kind: {exc}") from exc
+        raise InvalidInput(f"{what % n} is not well-formed JSON of its kind: {exc}") from exc
     blob = bytes(raw)
-    return blob.count(b"[") + blob.count(b"{") <= MAX_DEPTH
-
-
-class _Payload:
-    """Names a message's payload in an error (the text is made only when there is one)."""
-
-    __slots__ = ("turn",)
-
-    def __init__(self, turn: int) -> None:
-        self.turn = turn
-
-    def __str__(self) -> str:
-        return f"message {self.turn}: payload"
+    return blob if blob.count(b"[") + blob.count(b"{") <= MAX_DEPTH else None
 
 
 def _decoded(raw: msgspec.Raw, what: str) -> Any:
@@ -144,7 +138,8 @@ def _message(m: object, floor: int) -> tuple[int, bytes]:
         created = _utc(created, f"message {turn}: created_at")
     payload = m.payload
     simple = payload is None or (
-        type(payload) is msgspec.Raw and _checked_raw(payload, _raw_json, _Payload(turn))
+        type(payload) is msgspec.Raw
+        and _checked_raw(payload, _raw_json, "message %d: payload", turn) is not None
     )
     if simple and type(m.text) is str and m.role in _ROLES:
         stored = StoredMessage(
@@ -165,8 +160,9 @@ def _snapshot(index: object, actions: object, floor: int, turns: int) -> tuple[i
             f"(within max_messages turns of the latest message), got {index!r}"
         )
     if type(actions) is msgspec.Raw:
-        if _checked_raw(actions, _raw_actions, f"snapshot {index}"):
-            return index, bytes(actions)
+        blob = _checked_raw(actions, _raw_actions, "snapshot %d", index)
+        if blob is not None:
+            return index, blob
         actions = _decoded(actions, f"snapshot {index}")
     if not isinstance(actions, list):
         raise InvalidInput(f"snapshot {index}: actions must be a list of dicts")
@@ -196,8 +192,8 @@ class RestoreOps(CoreBase):
         floor = top - keep
         messages: list[Arg] = []
         for m in restore.messages:
-            messages.extend(_message(m, floor))
-        if len(messages) // 2 != len({messages[i] for i in range(0, len(messages), 2)}):
+            messages += _message(m, floor)
+        if len(set(messages[::2])) * 2 != len(messages):
             raise InvalidInput("two messages have the same turn_no")
         turns = restore.turns
         if turns is None:
@@ -210,7 +206,7 @@ class RestoreOps(CoreBase):
             raise InvalidInput("snapshots must be a mapping of index -> actions")
         snapshots: list[Arg] = []
         for index, actions in restore.snapshots.items():
-            snapshots.extend(_snapshot(index, actions, floor if top else 0, turns))
+            snapshots += _snapshot(index, actions, floor if top else 0, turns)
         fields = write_codec.encode_context(
             context, user_id=uid, session_id=sid, max_bytes=self.config.max_context_bytes
         )

@@ -80,7 +80,7 @@ def run_import(
     if state.get("done"):
         summary.already_complete = True
         return summary
-    with _pg.connect(dsn) as conn, store:
+    with _pg.connect(dsn) as conn, store, _pg.collector_paused() as tick:
         after = state.get("after")
         if after is None:
             _folders(
@@ -142,6 +142,7 @@ def run_import(
 
         try:
             for item in _pg.prefetched(_pg.bundles(conn, flt, batch_size)):
+                tick(1)
                 if isinstance(item, _pg.Orphan):
                     ident = f"{item.row.session_id}/{item.row[1]}"
                     reporter.issue(

@@ -8,12 +8,14 @@ psycopg is imported here and only here (it is the optional extra ``redis-session
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import json
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -376,3 +378,39 @@ def prefetched(items: Iterator[T], *, chunk: int = 64, depth: int = 8) -> Iterat
             except queue.Empty:
                 continue
         thread.join()
+
+
+#: sessions between two collections of cyclic garbage while the collector is paused
+COLLECT_EVERY = 20_000
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[Callable[[int], None]]:
+    """Run a stream with Python's cyclic garbage collector paused; yields ``tick(sessions)``,
+    which collects once every COLLECT_EVERY sessions, so memory stays flat.
+
+    Rows, contexts and plans live a batch or two: long enough to be promoted to the oldest
+    generation, whose automatic collections then scan the whole heap again and again (measured:
+    about 45 % of the import's CPU, and 15 % of merely reading). The stream makes almost no cycles.
+    Everything made before is frozen (``gc.freeze``) so that the periodic collections scan only what
+    the stream holds. Process-wide (the collector has no other scope): the state before is
+    restored on leaving."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    count = 0
+
+    def tick(sessions: int) -> None:
+        nonlocal count
+        count += sessions
+        if count >= COLLECT_EVERY:
+            count = 0
+            gc.collect()
+
+    try:
+        yield tick
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
