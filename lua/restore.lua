@@ -23,7 +23,7 @@
 -- expected_version sees a conflict), and the index keys that hold another type (damage the write
 -- went around, see touch in _lib), '' when none. The caller ensures that the TTL deadline
 -- (updated_at + ttl_span) is still ahead of now.
-local record_key, messages_key, snapshots_key = KEYS[1], KEYS[2], KEYS[3]
+local record_key, messages_key, snapshots_key, ended_key = KEYS[1], KEYS[2], KEYS[3], KEYS[6]
 local session_id, member, now_us, ttl_ms, channel, updated_us, is_ended =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7] == '1'
 
@@ -37,9 +37,16 @@ local function hset(key, first, last)
   end
 end
 
+-- the three sections after ARGV[7] (record, messages, snapshots): {first, last} of each
+local sections, i = {}, 8
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  sections[#sections + 1] = {i + 1, i + n}
+  i = i + n + 1
+end
+local record_first, record_last = sections[1][1], sections[1][2]
+
 -- The version: compare the record's fields with what is there (only when there is a record)
-local at = 8
-local n = tonumber(ARGV[at])
 local version = 1
 local old = redis.pcall('HGET', record_key, 'version')
 if not failed(old) and is_int(old) then
@@ -54,10 +61,10 @@ if not failed(old) and is_int(old) then
       count = count + 1
     end
   end
-  if count ~= n / 2 then
+  if count ~= (record_last - record_first + 1) / 2 then
     same = false
   else
-    for i = at + 1, at + n, 2 do
+    for i = record_first, record_last, 2 do
       if fields[ARGV[i]] ~= ARGV[i + 1] then
         same = false
         break
@@ -68,7 +75,7 @@ if not failed(old) and is_int(old) then
 end
 
 redis.call('DEL', record_key, messages_key, snapshots_key)
-hset(record_key, at + 1, at + n)
+hset(record_key, record_first, record_last)
 local now_ms = math.floor(tonumber(now_us) / 1000)
 local deadline = 0
 if ttl_ms > 0 then  -- the keys' TTL runs from the last activity, as keep_alive would have set it
@@ -78,17 +85,13 @@ if ttl_ms > 0 then  -- the keys' TTL runs from the last activity, as keep_alive 
 else
   redis.call('HSET', record_key, 'version', string.format('%d', version))
 end
-at = at + n + 1
-n = tonumber(ARGV[at])
-hset(messages_key, at + 1, at + n)
-at = at + n + 1
-n = tonumber(ARGV[at])
-hset(snapshots_key, at + 1, at + n)
+hset(messages_key, sections[2][1], sections[2][2])
+hset(snapshots_key, sections[3][1], sections[3][2])
 
 -- index and expiry entries scored by the last activity (touch: no TTL or announcement there)
 local damaged = touch(KEYS, session_id, member, updated_us, '0', '', {ended = false}, is_ended)
-if not is_ended and failed(redis.pcall('ZREM', KEYS[6], member)) then
-  damaged = damaged == '' and KEYS[6] or damaged .. '\n' .. KEYS[6]
+if not is_ended and failed(redis.pcall('ZREM', ended_key, member)) then
+  damaged = damaged == '' and ended_key or damaged .. '\n' .. ended_key
 end
 expire_fresh(record_key, deadline, now_ms)
 expire_fresh(messages_key, deadline, now_ms)

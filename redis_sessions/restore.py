@@ -123,10 +123,10 @@ def _message(m: object, floor: int) -> tuple[int, bytes]:
     if type(m) is not Message:
         raise InvalidInput(f"messages must be Message records, got {type(m).__name__}")
     turn = m.turn_no
-    if type(turn) is not int or not floor < turn <= MAX_SAFE_INT:
+    if type(turn) is not int or not floor < turn <= MAX_SAFE_INT or turn < 1:
         raise InvalidInput(
-            f"message turn_no must be an int above {floor} (within max_messages turns of the "
-            f"latest), got {turn!r}"
+            f"message turn_no must be an int from 1, above {floor} (within max_messages turns "
+            f"of the latest), got {turn!r}"
         )
     wsi = m.whiteboard_snapshot_index
     if wsi is not None and wsi != turn:

@@ -32,6 +32,7 @@ PUBLIC = {
     "Session",
     "SessionInfo",
     "SessionNotFound",
+    "SessionRestore",
     "SessionStore",
     "SessionStoreError",
     "StoreConfig",
