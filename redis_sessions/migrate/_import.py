@@ -111,6 +111,7 @@ def run_import(
             return refused
 
         def account(plans: list[Planned], refused: dict[int, Outcome] | None) -> None:
+            sessions = messages = snapshots = 0
             for i, planned in enumerate(plans):
                 restore: SessionRestore | None = planned.restore
                 if refused and i in refused:
@@ -118,9 +119,13 @@ def run_import(
                         reporter.issue(issue)
                     restore = refused[i].plan
                 if restore is not None:
-                    reporter.copied("sessions")
-                    reporter.copied("session_messages", len(restore.messages))
-                    reporter.copied("whiteboard_snapshots", len(restore.snapshots))
+                    sessions += 1
+                    messages += len(restore.messages)
+                    snapshots += len(restore.snapshots)
+            if plans:
+                reporter.copied("sessions", sessions)
+                reporter.copied("session_messages", messages)
+                reporter.copied("whiteboard_snapshots", snapshots)
 
         def settle() -> None:
             nonlocal pending
