@@ -170,6 +170,12 @@ def _snapshot(index: object, actions: object, floor: int, turns: int) -> tuple[i
     return index, blob
 
 
+def _ttl_span(ttl_ms: int) -> int:
+    """How long a write gives a session's keys (``ttl_span`` in lua/_lib.lua, which sets them):
+    the TTL plus a grace of an eighth of it, at most a day."""
+    return ttl_ms + min(ttl_ms // 8, 86_400_000)
+
+
 class RestoreOps(CoreBase):
     """The core operations that write sessions whole (see the module docstring)."""
 
@@ -184,6 +190,8 @@ class RestoreOps(CoreBase):
         created = _utc(restore.created_at, "created_at")
         updated = _utc(restore.updated_at, "updated_at")
         ended = None if restore.ended_at is None else _utc(restore.ended_at, "ended_at")
+        if not isinstance(restore.messages, Sequence):
+            raise InvalidInput("messages must be a sequence of Message records")
         keep = self.config.max_messages
         top = max(
             (m.turn_no for m in restore.messages if type(m) is Message and type(m.turn_no) is int),
@@ -229,7 +237,7 @@ class RestoreOps(CoreBase):
             record[name.encode()] = value.encode() if isinstance(value, str) else value
         ttl = self._key_ttl_ms
         updated_us = codec.epoch_us(updated)
-        if ttl and updated_us // 1000 + ttl + min(ttl // 8, 86_400_000) <= now_us // 1000:
+        if ttl and updated_us // 1000 + _ttl_span(ttl) <= now_us // 1000:
             raise InvalidInput(
                 f"session {sid}: its last activity ({codec.iso(updated)}) is so old that its keys' "
                 "TTL (StoreConfig.key_ttl_ms) ran out: the store would hold it no more"
@@ -268,8 +276,9 @@ class RestoreOps(CoreBase):
         if not calls:
             return []
         with contextlib.ExitStack() as writes:
-            for uid, sid, _ in calls:
-                writes.enter_context(self._writing((uid, sid)))
+            if self.config.cache_size:  # a store that caches nothing has nothing to keep coherent
+                for uid, sid, _ in calls:
+                    writes.enter_context(self._writing((uid, sid)))
             replies = yield ScriptBatch(tuple(call for _, _, call in calls))
         for reply in replies:
             self._written_around(reply[1])
