@@ -22,7 +22,7 @@ from .maintenance import Progress, SweepReport
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo
 from .requests import Request
-from .restore import SessionRestore
+from .restore import FolderRestore, SessionRestore
 
 
 class _AsyncAPI(StoreBase):
@@ -300,6 +300,14 @@ class _AsyncAPI(StoreBase):
         the error is raised, and restoring them all again is safe.
         """
         return await self._drive(self._core.restore_sessions(restores))
+
+    async def restore_folders(self, items: Sequence[FolderRestore]) -> None:
+        """Write folders whole, each with its times as given and its ``extra`` fields, replacing
+        what was there (migrations, backups; ``put_folder`` is the app's own write). One round
+        trip for them all (pipelined; on a cluster, one per node). All are checked first
+        (InvalidInput, nothing written). Idempotent.
+        """
+        return await self._drive(self._core.restore_folders(items))
 
     async def put_folder(self, user_id: str, folder: Folder) -> Folder:
         """Create or replace a folder of the user; returns it as stored. One round trip."""

@@ -22,18 +22,18 @@ from typing import Any, Final
 
 import msgspec
 
-from . import codec, write_codec
+from . import codec, folders, write_codec
 from ._corebase import CoreBase
 from .exceptions import InvalidInput
 from .keys import check_user_id, check_uuid
 from .message_codec import StoredMessage, encode_message
 from .models import MAX_SAFE_INT, TutorContext
-from .records import Message
+from .records import Folder, Message
 from .requests import Arg, Op, RunScript, ScriptBatch
 from .scripts import ScriptName
 from .validation import MAX_DEPTH
 
-__all__ = ["SessionRestore"]
+__all__ = ["FolderRestore", "SessionRestore"]
 
 
 class SessionRestore(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +63,30 @@ class SessionRestore(msgspec.Struct, frozen=True, kw_only=True):
     snapshots: Mapping[int, Any] = msgspec.field(default_factory=dict)
     extra: Mapping[str, str | bytes] = msgspec.field(default_factory=dict)
 
+
+class FolderRestore(msgspec.Struct, frozen=True, kw_only=True):
+    """One folder to write whole with ``restore_folders``: ``folder`` of ``user_id`` with its
+    ``created_at`` and ``updated_at`` as given (both required, timezone-aware), and ``extra``
+    fields kept beside the folder's own, which the store ignores and leaves alone."""
+
+    user_id: str
+    folder: Folder
+    extra: Mapping[str, str | bytes] = msgspec.field(default_factory=dict)
+
+
+#: a folder hash's own fields, which a FolderRestore's ``extra`` cannot name
+FOLDER_FIELDS: Final = frozenset(
+    (
+        "id",
+        "user_id",
+        "name",
+        "knowledge_base",
+        "created_at",
+        "updated_at",
+        "vector_store_id",
+        "analysis",
+    )
+)
 
 #: the record's own fields (besides the context's ``c:`` fields), which ``extra`` cannot name
 RESERVED_FIELDS: Final = frozenset(
@@ -170,6 +194,23 @@ def _snapshot(index: object, actions: object, floor: int, turns: int) -> tuple[i
     return index, blob
 
 
+def _extra_pairs(
+    extra: object, reserved: frozenset[str], prefix: str | None
+) -> list[tuple[bytes, bytes]]:
+    """The extra fields of a restore as (name, value) bytes; InvalidInput for a name of the
+    store's (in ``reserved``, or starting with ``prefix``) or a value that is not text."""
+    if not isinstance(extra, Mapping):
+        raise InvalidInput("extra must be a mapping of field name -> str or bytes")
+    out = []
+    for name, value in extra.items():
+        if not isinstance(name, str) or name in reserved or (prefix and name.startswith(prefix)):
+            raise InvalidInput(f"extra cannot name the store's own field {name!r}")
+        if not isinstance(value, str | bytes):
+            raise InvalidInput(f"extra {name!r} must be str or bytes")
+        out.append((name.encode(), value.encode() if isinstance(value, str) else value))
+    return out
+
+
 def _ttl_span(ttl_ms: int) -> int:
     """How long a write gives a session's keys (``ttl_span`` in lua/_lib.lua, which sets them):
     the TTL plus a grace of an eighth of it, at most a day."""
@@ -227,14 +268,8 @@ class RestoreOps(CoreBase):
             record[b"ended_at"] = codec.iso(ended).encode()
         if turns:
             record[b"turns"] = str(turns).encode()
-        if not isinstance(restore.extra, Mapping):
-            raise InvalidInput("extra must be a mapping of field name -> str or bytes")
-        for name, value in restore.extra.items():
-            if not isinstance(name, str) or name in RESERVED_FIELDS or name.startswith("c:"):
-                raise InvalidInput(f"extra cannot name the store's own field {name!r}")
-            if not isinstance(value, str | bytes):
-                raise InvalidInput(f"extra {name!r} must be str or bytes")
-            record[name.encode()] = value.encode() if isinstance(value, str) else value
+        if restore.extra:
+            record.update(_extra_pairs(restore.extra, RESERVED_FIELDS, "c:"))
         ttl = self._key_ttl_ms
         updated_us = codec.epoch_us(updated)
         if ttl and updated_us // 1000 + _ttl_span(ttl) <= now_us // 1000:
@@ -283,3 +318,37 @@ class RestoreOps(CoreBase):
         for reply in replies:
             self._written_around(reply[1])
         return [int(reply[0]) for reply in replies]
+
+    def _folder_call(self, item: FolderRestore) -> RunScript:
+        """The script call of one folder restore; InvalidInput for bad input."""
+        if type(item) is not FolderRestore:
+            raise InvalidInput(f"expected a FolderRestore, got {type(item).__name__}")
+        uid, folder = check_user_id(item.user_id), item.folder
+        if not isinstance(folder, Folder):
+            raise InvalidInput(f"folder must be a Folder, got {type(folder).__name__}")
+        fid = check_uuid(folder.id, "folder id")
+        if not isinstance(folder.name, str) or not isinstance(folder.knowledge_base, str):
+            raise InvalidInput("folder name and knowledge_base must be str")
+        if folder.vector_store_id is not None and not isinstance(folder.vector_store_id, str):
+            raise InvalidInput("folder vector_store_id must be str or None")
+        created = _utc(folder.created_at, "folder created_at")
+        updated = _utc(folder.updated_at, "folder updated_at")
+        made = msgspec.structs.replace(folder, id=fid, created_at=created)
+        pairs = folders.folder_fields(made, uid, updated)
+        size = sum(len(v) for _, v in pairs)
+        if size > self.config.max_context_bytes // 2:  # as put_folder: it is copied into contexts
+            raise InvalidInput(
+                f"folder is {size} bytes; at most max_context_bytes/2 = "
+                f"{self.config.max_context_bytes // 2}"
+            )
+        extra = _extra_pairs(item.extra, FOLDER_FIELDS, None)
+        args: list[Arg] = [*codec.flatten(pairs), *codec.flatten(extra)]
+        return RunScript(ScriptName.RESTORE_FOLDER, [self.keys.folder(uid, fid)], args)
+
+    def restore_folders(self, items: Sequence[FolderRestore]) -> Op[None]:
+        """The core operation behind ``SessionStore.restore_folders`` (documented there)."""
+        if isinstance(items, FolderRestore) or not isinstance(items, Sequence):
+            raise InvalidInput("items must be a sequence of FolderRestore")
+        calls = tuple(self._folder_call(item) for item in items)  # all checked first
+        if calls:
+            yield ScriptBatch(calls)

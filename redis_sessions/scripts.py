@@ -38,6 +38,7 @@ class ScriptName(str, enum.Enum):
     LIST_SCOPED = "list_scoped"
     PUT_STATE = "put_state"
     RESTORE = "restore"
+    RESTORE_FOLDER = "restore_folder"
 
 
 LIBRARY = "_lib"

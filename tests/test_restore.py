@@ -14,6 +14,8 @@ import msgspec
 import pytest
 
 from redis_sessions import (
+    Folder,
+    FolderRestore,
     InvalidInput,
     Message,
     SessionRestore,
@@ -313,3 +315,56 @@ def test_a_batch_spans_users_and_survives_a_script_flush(
         assert [s.session_id for s in listed] == [r.context.session_id]
         assert listed[0].updated_at == r.updated_at
     assert store.check().problems == {}
+
+
+def test_restored_folders_are_what_put_folder_leaves_with_their_own_times(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    own, again = store_factory(clock=clock), store_factory(clock=clock)
+    folder = Folder(
+        id=uuid.uuid4(), name="Linear algebra", vector_store_id="vs_1", knowledge_base="Matrices"
+    )
+    stored = own.put_folder("alice", folder)
+    again.restore_folders([FolderRestore(user_id="alice", folder=stored)])
+    assert dump(again) == dump(own)
+    assert again.get_folder_data(folder.id, "alice") == stored
+    older = msgspec.structs.replace(
+        stored,
+        created_at=clock() - dt.timedelta(days=300),
+        updated_at=clock() - dt.timedelta(days=3),
+        knowledge_base="",
+    )
+    item = FolderRestore(user_id="alice", folder=older, extra={"pg_extra": '{"x": true}'})
+    again.restore_folders([item, item])  # replaced whole, its own times kept; idempotent
+    assert again.get_folder_data(folder.id, "alice") == older
+    key = again.keyspace.folder("alice", str(folder.id))
+    assert again.client.hget(key, "pg_extra") == b'{"x": true}'
+    sid = again.create_session("alice", folder_id=folder.id)  # a session copies it as ever
+    assert again.get_session_context(sid, "alice").vector_store_id == "vs_1"
+
+
+def test_bad_folders_are_refused_and_nothing_is_written(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    store = store_factory(clock=clock)
+    now = clock()
+    good = Folder(id=uuid.uuid4(), name="n", created_at=now, updated_at=now)
+    bad = [
+        FolderRestore(user_id="alice", folder=msgspec.structs.replace(good, created_at=None)),
+        FolderRestore(user_id="alice", folder=msgspec.structs.replace(good, updated_at=None)),
+        FolderRestore(user_id="alice", folder=msgspec.structs.replace(good, name=3)),
+        FolderRestore(user_id="alice", folder=msgspec.structs.replace(good, id="not-a-uuid")),
+        FolderRestore(user_id="", folder=good),
+        FolderRestore(user_id="alice", folder=good, extra={"name": "x"}),
+        FolderRestore(user_id="alice", folder=good, extra={"note": 1}),
+        FolderRestore(
+            user_id="alice", folder=msgspec.structs.replace(good, knowledge_base="k" * 600_000)
+        ),
+        FolderRestore(user_id="alice", folder={"name": "n"}),  # type: ignore[arg-type]
+        good,
+    ]
+    for item in bad:
+        with pytest.raises(InvalidInput):
+            store.restore_folders([FolderRestore(user_id="alice", folder=good), item])  # type: ignore[list-item]
+        assert data_keys(store.client, store.config.key_prefix) == set(), item
+    store.restore_folders([])

@@ -23,6 +23,7 @@ PUBLIC = {
     "CorruptData",
     "FocusObjective",
     "Folder",
+    "FolderRestore",
     "InvalidInput",
     "LearningObjective",
     "LessonPlan",

@@ -26,8 +26,7 @@ import psycopg
 
 from ..codec import utc_now
 from ..config import StoreConfig
-from ..keys import KeySpace
-from ..restore import SessionRestore
+from ..restore import FolderRestore, SessionRestore
 from ..store import SessionStore
 from . import _pg
 from ._report import Issue, Progress, Reporter, Summary
@@ -62,14 +61,10 @@ def run_import(
     moment = now or started
     summary = Summary(command="import", dry_run=dry_run)
     reporter = Reporter(summary, report)
-    keys = KeySpace(config.key_prefix)
     # the store writes and announces; it caches nothing, so it needs no invalidation listener
     store = SessionStore(client, config=dataclasses.replace(config, cache_size=0))
     writer = Writer(
-        client,
-        store,
-        keys,
-        lambda bundle, strict: session_plan(bundle, config, moment, strict=strict),
+        store, lambda bundle, strict: session_plan(bundle, config, moment, strict=strict)
     )
     flt = _pg.Filter(user=user, since=since)
     ckey = checkpoint_key(config.key_prefix, dsn, flt)
@@ -208,19 +203,21 @@ def _folders(
     batch_size: int,
     dry_run: bool,
 ) -> None:
-    batch: list[tuple[str, str, list[tuple[str, str | bytes]]]] = []
+    batch: list[FolderRestore] = []
+
+    def flush() -> None:
+        refused = [] if dry_run else writer.folders(batch)
+        for issue in refused:
+            reporter.issue(issue)
+        reporter.copied("folders", len(batch) - len(refused))
+
     for row in _pg.folders(conn, flt, batch_size):
         made = folder_record(row)
         if isinstance(made, Issue):
             reporter.issue(made)
             continue
-        user_id, pairs = made
-        batch.append((user_id, str(row.id), pairs))
+        batch.append(made)
         if len(batch) >= batch_size:
-            if not dry_run:
-                writer.folders(batch)
-            reporter.copied("folders", len(batch))
+            flush()
             batch = []
-    if not dry_run:
-        writer.folders(batch)
-    reporter.copied("folders", len(batch))
+    flush()

@@ -23,10 +23,9 @@ import msgspec
 from .. import codec
 from ..config import StoreConfig
 from ..exceptions import InvalidInput
-from ..folders import folder_fields
 from ..message_codec import encode_message
 from ..records import Folder, Message
-from ..restore import SessionRestore
+from ..restore import FolderRestore, SessionRestore
 from ..validation import MAX_DEPTH
 from ._pg import Bundle, FolderRow, loads
 from ._report import Issue
@@ -310,8 +309,9 @@ def _snapshots(
     return out
 
 
-def folder_record(row: FolderRow) -> tuple[str, list[tuple[str, str | bytes]]] | Issue:
-    """(user id, hash fields) of a folder, or the issue that keeps it out."""
+def folder_record(row: FolderRow) -> FolderRestore | Issue:
+    """What a folder row becomes (the store's ``restore_folders`` input), or the issue that keeps
+    it out."""
     if row.bad_times or row.created_at is None or row.updated_at is None:
         return Issue(
             table="folders",
@@ -320,7 +320,6 @@ def folder_record(row: FolderRow) -> tuple[str, list[tuple[str, str | bytes]]] |
             action="skipped",
             detail=row.bad_times,
         )
-    user_id = str(row.user_id)
     folder = Folder(
         id=row.id,
         name=row.name,
@@ -329,10 +328,7 @@ def folder_record(row: FolderRow) -> tuple[str, list[tuple[str, str | bytes]]] |
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
-    pairs = [
-        (name, codec.iso(row.updated_at) if name == "updated_at" else value)
-        for name, value in folder_fields(folder, user_id, row.updated_at)
-    ]
+    extra: dict[str, str | bytes] = {}
     if row.knowledge_base is None:
-        pairs.append((EXTRA_FIELD.decode(), _encode({"knowledge_base_null": True})))
-    return user_id, pairs
+        extra[EXTRA_FIELD.decode()] = _encode({"knowledge_base_null": True})
+    return FolderRestore(user_id=str(row.user_id), folder=folder, extra=extra)

@@ -7,80 +7,34 @@ keeping the version when nothing changed. A batch the store refuses (InvalidInpu
 conversion did not foresee, such as a context past ``max_context_bytes``) is restored session by
 session, so that only the sessions refused are left out, each reported with its rows.
 
-Folders have no bookkeeping (no index, no TTL): each folder hash is replaced by a small script.
+Folders go through the store's ``restore_folders`` (their times as PostgreSQL holds them, and
+``pg_extra``); a batch it refuses (a folder past ``max_context_bytes / 2``, as ``put_folder``
+refuses it) is sent folder by folder, each refused one reported.
+
+The migration uses the store's public API only, here: no key, script or bookkeeping of its own.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from typing import Any
-
-from redis.exceptions import NoScriptError
 
 from ..exceptions import InvalidInput
-from ..keys import KeySpace
+from ..restore import FolderRestore
 from ..store import SessionStore
 from ._pg import Bundle
 from ._report import Issue
 from ._toredis import Outcome, Planned, skipped_children
 
-REPLACE_HASH_LUA = """
-redis.call('DEL', KEYS[1])
-local i = 1
-while i < #ARGV do
-  local j = math.min(i + 999, #ARGV)
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
-return 1
-"""
-
-
-def _flat(pairs: Any) -> list[Any]:
-    out: list[Any] = []
-    for key, value in pairs:
-        out.append(key)
-        out.append(value)
-    return out
-
 
 class Writer:
-    """Writes of a run to one Redis (``redis.Redis`` or ``RedisCluster``): sessions through a
-    store on ``client`` (``store``), folders by their script, loaded first (``SCRIPT LOAD``: on
-    every primary of a cluster) and sent by SHA1; a batch that meets ``NOSCRIPT`` (a restarted
-    server, ``SCRIPT FLUSH``) loads it again and is sent again whole (harmless: each replaces a
-    folder)."""
+    """Writes of a run, through a store on the run's client (``redis.Redis`` or
+    ``RedisCluster``): its ``restore_sessions`` and ``restore_folders``, each batch one
+    pipeline."""
 
-    def __init__(
-        self,
-        client: Any,
-        store: SessionStore,
-        keys: KeySpace,
-        convert: Callable[[Bundle, bool], Outcome],
-    ) -> None:
-        self.client = client
+    def __init__(self, store: SessionStore, convert: Callable[[Bundle, bool], Outcome]) -> None:
         self.store = store
         #: ``session_plan`` of the run: (bundle, strict) -> Outcome
         self.convert = convert
-        self.keys = keys
-        self._hash_sha = hashlib.sha1(REPLACE_HASH_LUA.encode()).hexdigest()
-        self._loaded = False
-
-    def _send(self, queue: Callable[[Any], None]) -> None:
-        for attempt in range(2):
-            if not self._loaded:
-                self.client.script_load(REPLACE_HASH_LUA)
-                self._loaded = True
-            pipe = self.client.pipeline(transaction=False)
-            queue(pipe)
-            try:
-                pipe.execute()
-                return
-            except NoScriptError:
-                if attempt:
-                    raise
-                self._loaded = False
 
     def sessions(self, plans: list[Planned]) -> dict[int, Outcome]:
         """Restore every session (one round trip per batch, on each node). Returns what became of
@@ -130,14 +84,28 @@ class Writer:
             out[n] = Outcome(restore, False, issues)
         return out
 
-    def folders(self, folders: list[tuple[str, str, list[tuple[str, str | bytes]]]]) -> None:
-        """Replace each folder hash (user id, folder id, fields): one script each, pipelined."""
+    def folders(self, folders: list[FolderRestore]) -> list[Issue]:
+        """Restore every folder (one round trip); the issues of those the store refused (found
+        one by one when it refuses the batch), which were not written."""
         if not folders:
-            return
-
-        def queue(pipe: Any) -> None:
-            for user_id, folder_id, pairs in folders:
-                key = self.keys.folder(user_id, folder_id)
-                pipe.execute_command("EVALSHA", self._hash_sha, 1, key, *_flat(pairs))
-
-        self._send(queue)
+            return []
+        try:
+            self.store.restore_folders(folders)
+            return []
+        except InvalidInput:
+            pass
+        issues = []
+        for folder in folders:
+            try:
+                self.store.restore_folders([folder])
+            except InvalidInput as exc:
+                issues.append(
+                    Issue(
+                        table="folders",
+                        id=str(folder.folder.id),
+                        reason="the store refuses the folder",
+                        action="skipped",
+                        detail=str(exc),
+                    )
+                )
+        return issues
