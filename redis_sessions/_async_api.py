@@ -303,9 +303,9 @@ class _AsyncAPI(StoreBase):
 
     async def restore_folders(self, items: Sequence[FolderRestore]) -> None:
         """Write folders whole, each with its times as given and its ``extra`` fields, replacing
-        what was there (migrations, backups; ``put_folder`` is the app's own write). One round
-        trip for them all (pipelined; on a cluster, one per node). All are checked first
-        (InvalidInput, nothing written). Idempotent.
+        what was there (migrations, backups; ``put_folder`` is the app's own write). Idempotent.
+        One round trip for them all (pipelined; on a cluster, one per node). All are checked
+        first (InvalidInput, nothing written).
         """
         return await self._drive(self._core.restore_folders(items))
 
