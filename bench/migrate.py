@@ -6,7 +6,7 @@ turns, a whiteboard snapshot on every assistant turn), 5 sessions a user, all ac
 Then, each in its own process (so that its peak RSS is its own):
 
 - floor: the import's own reader (three server-side cursors merged by session, jsonb decoded) run
-  to the end, doing nothing with the rows;
+  to the end, doing nothing with the rows, with the garbage collector paused as the import pauses it;
 - import: ``run_import`` into a throwaway redis-server (or ``--url``), batch 500.
 
 Peak memory is the process's peak RSS (``ru_maxrss``), measured at two sizes to show it is flat.
@@ -105,7 +105,8 @@ def phase(name: str, dsn: str, url: str) -> dict[str, Any]:
     started = time.perf_counter()
     rows = 0
     if name == "floor":
-        with _pg.connect(dsn) as conn:
+        # the reader as the import runs it: with the cyclic garbage collector paused
+        with _pg.connect(dsn) as conn, _pg.collector_paused():
             for item in _pg.bundles(conn, _pg.Filter(), 500):
                 assert isinstance(item, _pg.Bundle)
                 rows += 1 + len(item.messages) + len(item.snapshots)
@@ -208,8 +209,10 @@ def write(results: list[dict[str, Any]], messages: int, version: str, pg_version
         f"Each session: a lean context of 10 concepts, {messages} messages (user and assistant"
         f" turns), a whiteboard snapshot on each assistant turn ({messages // 2}).",
         "Floor: the import's own PostgreSQL reader (three server-side cursors merged by session,"
-        " jsonb decoded) run to the end, doing nothing with the rows. Import: `run_import` into"
-        " an empty Redis, batch 500. Each in its own process; peak memory is its peak RSS.",
+        " jsonb decoded) run to the end, doing nothing with the rows, with Python's garbage"
+        " collector paused as the import pauses it. Import: `run_import` into an empty Redis,"
+        " batch 500, writing through the store's `restore_sessions`. Each in its own process;"
+        " peak memory is its peak RSS.",
         "",
         "| sessions | rows | floor (s) | floor sessions/s | import (s) | import sessions/s |"
         " import / floor | floor peak RSS (MB) | import peak RSS (MB) | all runs: floor; import (s) |",

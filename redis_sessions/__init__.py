@@ -27,6 +27,7 @@ from .models import (
     UserModelState,
 )
 from .records import Folder, Message, Session, SessionInfo, ValidationResult
+from .restore import FolderRestore, SessionRestore
 from .store import SessionStore
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "CorruptData",
     "FocusObjective",
     "Folder",
+    "FolderRestore",
     "InvalidInput",
     "LearningObjective",
     "LessonPlan",
@@ -47,6 +49,7 @@ __all__ = [
     "Session",
     "SessionInfo",
     "SessionNotFound",
+    "SessionRestore",
     "SessionStore",
     "SessionStoreError",
     "StoreClosed",

@@ -43,6 +43,7 @@ from .requests import (
     Request,
     RunScript,
     ScanBatch,
+    ScriptBatch,
     Sleep,
 )
 from .scripts import script_sha, script_source
@@ -251,6 +252,8 @@ class StoreBase:
                 return await self._sender.send(*args)
         if type(request) is Command:
             return await self._sender.send(*request.args)
+        if isinstance(request, ScriptBatch):
+            return await self._script_batch(request)
         if isinstance(request, Pipeline):
             pipe = client.pipeline(transaction=False)
             for command in request.commands:
@@ -275,6 +278,34 @@ class StoreBase:
         source = self._core.folder_source
         assert source is not None and isinstance(request, LoadFolder)
         return await _settle(source(request.folder_id, request.user_id))
+
+    async def _script_batch(self, request: ScriptBatch) -> list[Any]:
+        """Scripts pipelined as EVALSHA, one round trip (see ScriptBatch); those the server does
+        not know (NOSCRIPT: a new or restarted server) are loaded and sent again, in a second."""
+        client, calls = self._client, request.calls
+        replies: list[Any] = [None] * len(calls)
+        todo: list[int] = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            for i in todo:
+                call = calls[i]
+                keys = call.keys
+                pipe.execute_command("EVALSHA", script_sha(call.name), len(keys), *keys, *call.args)
+            got = await _settle(pipe.execute(raise_on_error=False))
+            missing = []
+            for i, reply in zip(todo, got, strict=True):
+                replies[i] = reply
+                if attempt == 0 and isinstance(reply, rex.NoScriptError):
+                    missing.append(i)
+            if not missing:
+                break
+            for name in dict.fromkeys(calls[i].name for i in missing):
+                await _settle(client.script_load(script_source(name)))
+            todo = missing
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     # ------------------------------------------------------------------ invalidation listener
 

@@ -16,6 +16,7 @@ from .maintenance import Progress, SweepReport
 from .models import TutorContext
 from .records import Folder, Message, Session, SessionInfo
 from .requests import Request
+from .restore import FolderRestore, SessionRestore
 
 
 class _SyncAPI(StoreBase):
@@ -262,6 +263,35 @@ class _SyncAPI(StoreBase):
                 session_id, user_id, changes, remove=remove, request_id=request_id
             )
         )
+
+    def restore_session(self, restore: SessionRestore) -> int:
+        """Write a session whole, with the ids, times, turn numbers, messages and snapshots of
+        ``restore``, replacing whatever its keys held; returns its version. One round trip.
+
+        For migrations and backups: the session is left as the store's own writes would have left
+        it, as if last written at its ``updated_at`` (listing order, the idle clock of the sweep,
+        its keys' TTL), and other stores are told to drop a cached copy. Idempotent: the same
+        restore again leaves the same keys and version; the version goes up by one only when the
+        record changed. Everything is checked first (InvalidInput, nothing written), also a session
+        whose keys' TTL would have run out already. Its free-form state, if any, is kept.
+        """
+        return self._run(self._core.restore_session(restore))
+
+    def restore_sessions(self, restores: Sequence[SessionRestore]) -> list[int]:
+        """``restore_session`` for many sessions in one round trip (pipelined; on a cluster, one
+        per node); returns their versions, in order. All are checked before any is sent
+        (InvalidInput, nothing written). If Redis fails one, the others may have been written:
+        the error is raised, and restoring them all again is safe.
+        """
+        return self._run(self._core.restore_sessions(restores))
+
+    def restore_folders(self, items: Sequence[FolderRestore]) -> None:
+        """Write folders whole, each with its times as given and its ``extra`` fields, replacing
+        what was there (migrations, backups; ``put_folder`` is the app's own write). Idempotent.
+        One round trip for them all (pipelined; on a cluster, one per node). All are checked
+        first (InvalidInput, nothing written).
+        """
+        return self._run(self._core.restore_folders(items))
 
     def put_folder(self, user_id: str, folder: Folder) -> Folder:
         """Create or replace a folder of the user; returns it as stored. One round trip."""

@@ -42,12 +42,13 @@ from .keys import check_user_id, check_uuid
 from .models import TutorContext
 from .records import Folder, Session, SessionInfo
 from .requests import Apply, Arg, Command, LoadFolder, Op, RunScript, Sleep
+from .restore import RestoreOps
 from .scripts import ScriptName
 from .state_ops import StateOps
 from .validation import validate_context
 
 
-class StoreCore(MessageOps, FolderOps, StateOps):
+class StoreCore(MessageOps, FolderOps, StateOps, RestoreOps):
     """Everything a store does except talking to Redis. One instance per store. Its cache and
     how it stays coherent with Redis are ``CacheCoherence``'s."""
 

@@ -45,6 +45,16 @@ class Pipeline:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ScriptBatch:
+    """Registered scripts sent together in one round trip (a pipeline of EVALSHA, no
+    transaction); the reply is their replies, in order. On a cluster, redis-py sends each node its
+    share. A script the server does not know yet is loaded and sent again (that one alone); the
+    first other error is raised once every reply is in (the others may have been applied)."""
+
+    calls: tuple[RunScript, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ScanBatch:
     """One SCAN step over the keys matching ``match``, on every primary of a cluster in turn.
 
@@ -83,5 +93,5 @@ class Sleep:
     seconds: float
 
 
-Request = Command | RunScript | Pipeline | ScanBatch | LoadFolder | Apply | Sleep
+Request = Command | RunScript | ScriptBatch | Pipeline | ScanBatch | LoadFolder | Apply | Sleep
 Op = Generator[Request, Any, T]

@@ -37,6 +37,8 @@ class ScriptName(str, enum.Enum):
     READ_STATE = "read_state"
     LIST_SCOPED = "list_scoped"
     PUT_STATE = "put_state"
+    RESTORE = "restore"
+    RESTORE_FOLDER = "restore_folder"
 
 
 LIBRARY = "_lib"

@@ -6,10 +6,12 @@ redis-py routes each call by its keys, for users whose keys land on all three no
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -195,3 +197,59 @@ def test_check_contains_and_drops_damage_on_redis_cluster(cluster: RedisCluster)
     assert [r.session_id for r in store.list_user_sessions("user-1")] == [sessions["user-1"]]
     cluster.delete(*cluster.scan_iter(match=f"{store.config.key_prefix}:*"))
     store.close()
+
+
+@pytest.mark.parametrize("cluster", cluster_params()[:1], indirect=True)
+def test_restore_sessions_on_redis_cluster(
+    cluster: RedisCluster, request: pytest.FixtureRequest
+) -> None:
+    """One batch of restores whose users live on all three nodes: redis-py's cluster pipeline
+    sends each node its scripts (sync and asyncio clients); a flushed script is loaded again."""
+    import asyncio
+
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+    from redis_sessions import AsyncSessionStore, SessionRestore
+
+    config = StoreConfig(key_prefix=f"cl{uuid.uuid4().hex[:6]}")
+    now = dt.datetime.now(dt.timezone.utc)
+    restores = [
+        SessionRestore(
+            context=realistic_context(f"user-{i}", session_id=uuid.uuid4()),
+            created_at=now,
+            updated_at=now - dt.timedelta(seconds=i),
+        )
+        for i in range(12)
+    ]
+    store = SessionStore(cluster, config=config)
+    request.addfinalizer(store.close)
+    users = [r.context.user_id for r in restores]
+    assert len({cluster.get_node_from_key(store.keyspace.index(u)).port for u in users}) == 3
+    cluster.script_flush()
+    assert store.restore_sessions(restores) == [1] * 12
+    for r in restores:
+        assert [s.session_id for s in store.list_user_sessions(r.context.user_id)] == [
+            r.context.session_id
+        ]
+
+    async def again() -> list[int]:
+        node = cluster.get_primaries()[0]
+        client = AsyncRedisCluster(host=node.host, port=node.port)
+        await client.initialize()
+        try:
+            async with AsyncSessionStore(client, config=config) as async_store:
+                changed = [
+                    msgspec.structs.replace(
+                        r, context=msgspec.structs.replace(r.context, session_goal="again")
+                    )
+                    for r in restores
+                ]
+                return await async_store.restore_sessions(changed)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(again()) == [2] * 12
+    assert store.check().problems == {}
+    for r in restores:
+        assert store.delete_session(r.context.session_id, r.context.user_id)
+    assert data_keys(cluster, config.key_prefix) == set()

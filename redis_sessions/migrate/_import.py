@@ -1,8 +1,8 @@
 """``migrate import``: PostgreSQL -> Redis, streamed, resumable, idempotent.
 
 Round trips: PostgreSQL is read through three server-side cursors (one fetch per ``batch_size`` rows
-of each table); Redis gets one pipeline per batch of sessions (one script per session) and one
-``SET`` of the checkpoint after it.
+of each table); Redis gets one pipeline per batch of sessions (the store's ``restore_sessions``: one
+script per session) and one ``SET`` of the checkpoint after it.
 
 The checkpoint (key ``<prefix>-migrate:<digest of the run>``, outside the store's key space, so
 ``check`` never meets it) holds the id of the last session whose batch Redis acknowledged. A killed
@@ -13,6 +13,7 @@ checkpoint marked done: running it again changes nothing (``restart=True`` copie
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -25,10 +26,11 @@ import psycopg
 
 from ..codec import utc_now
 from ..config import StoreConfig
-from ..keys import KeySpace
+from ..restore import FolderRestore, SessionRestore
+from ..store import SessionStore
 from . import _pg
 from ._report import Issue, Progress, Reporter, Summary
-from ._toredis import SessionPlan, folder_record, session_plan
+from ._toredis import Outcome, Planned, folder_record, session_plan, skipped_children
 from ._write import Writer
 
 
@@ -59,8 +61,11 @@ def run_import(
     moment = now or started
     summary = Summary(command="import", dry_run=dry_run)
     reporter = Reporter(summary, report)
-    keys = KeySpace(config.key_prefix)
-    writer = Writer(client, keys)
+    # the store writes and announces; it caches nothing, so it needs no invalidation listener
+    store = SessionStore(client, config=dataclasses.replace(config, cache_size=0))
+    writer = Writer(
+        store, lambda bundle, strict: session_plan(bundle, config, moment, strict=strict)
+    )
     flt = _pg.Filter(user=user, since=since)
     ckey = checkpoint_key(config.key_prefix, dsn, flt)
     state: dict[str, Any] = {}
@@ -70,7 +75,7 @@ def run_import(
     if state.get("done"):
         summary.already_complete = True
         return summary
-    with _pg.connect(dsn) as conn:
+    with _pg.connect(dsn) as conn, store, _pg.collector_paused() as tick:
         after = state.get("after")
         if after is None:
             _folders(
@@ -89,33 +94,55 @@ def run_import(
         # Redis writes run in one background thread while the next batch is read and converted:
         # at most one batch in flight, and its checkpoint is set only once Redis has applied it.
         pool = ThreadPoolExecutor(1, thread_name_prefix="redis-sessions-migrate")
-        pending: Future[None] | None = None
-        batch: list[SessionPlan] = []
+        pending: tuple[Future[dict[int, Outcome] | None], list[Planned]] | None = None
+        batch: list[Planned] = []
         last: str | None = None
         seen = 0
 
-        def write(plans: list[SessionPlan], upto: str | None) -> None:
-            writer.sessions(plans)
+        def write(plans: list[Planned], upto: str | None) -> dict[int, Outcome] | None:
+            refused = writer.sessions(plans)
             if upto is not None:
                 client.set(ckey, json.dumps({"after": upto, "at": started.isoformat()}))
+            return refused
+
+        def account(plans: list[Planned], refused: dict[int, Outcome] | None) -> None:
+            sessions = messages = snapshots = 0
+            for i, planned in enumerate(plans):
+                restore: SessionRestore | None = planned.restore
+                if refused and i in refused:
+                    for issue in refused[i].issues:
+                        reporter.issue(issue)
+                    restore = refused[i].plan
+                if restore is not None:
+                    sessions += 1
+                    messages += len(restore.messages)
+                    snapshots += len(restore.snapshots)
+            if plans:
+                reporter.copied("sessions", sessions)
+                reporter.copied("session_messages", messages)
+                reporter.copied("whiteboard_snapshots", snapshots)
+
+        def settle() -> None:
+            nonlocal pending
+            if pending is not None:
+                future, plans = pending
+                pending = None
+                account(plans, future.result())  # raises what the write raised
 
         def flush() -> None:
             nonlocal seen, batch, pending
-            if pending is not None:
-                pending.result()  # raises what the write raised
-                pending = None
-            if not dry_run:
-                pending = pool.submit(write, batch, last)
-            for plan in batch:
-                reporter.copied("sessions")
-                reporter.copied("session_messages", len(plan.messages))
-                reporter.copied("whiteboard_snapshots", len(plan.snapshots))
+            settle()
+            if dry_run:
+                account(batch, _dry_check(store, batch))
+            else:
+                pending = (pool.submit(write, batch, last), batch)
             bar.advance(seen)
             seen = 0
             batch = []
 
         try:
             for item in _pg.prefetched(_pg.bundles(conn, flt, batch_size)):
+                tick(1)
                 if isinstance(item, _pg.Orphan):
                     ident = f"{item.row.session_id}/{item.row[1]}"
                     reporter.issue(
@@ -124,7 +151,7 @@ def run_import(
                         )
                     )
                     continue
-                outcome = session_plan(item, keys, config, moment)
+                outcome = session_plan(item, config, moment, strict=dry_run)
                 for issue in outcome.issues:
                     if issue.action == "expired":
                         reporter.write(msgspec.to_builtins(issue))
@@ -132,14 +159,13 @@ def run_import(
                         reporter.issue(issue)
                 summary.expired += outcome.expired
                 if outcome.plan is not None:
-                    batch.append(outcome.plan)
+                    batch.append(Planned(outcome.plan, item))
                 last = str(item.session.id)
                 seen += 1
                 if len(batch) >= batch_size or seen >= batch_size:
                     flush()
             flush()
-            if pending is not None:
-                pending.result()
+            settle()
         finally:
             pool.shutdown(wait=True)
         bar.finish()
@@ -147,6 +173,25 @@ def run_import(
         client.set(ckey, json.dumps({"done": True, "at": started.isoformat()}))
     summary.seconds = (utc_now() - started).total_seconds()
     return summary
+
+
+def _dry_check(store: SessionStore, plans: list[Planned]) -> dict[int, Outcome]:
+    """What a write would refuse, without writing: each context checked by the store's validator
+    (the rows were converted strictly)."""
+    out = {}
+    for i, planned in enumerate(plans):
+        result = store.validate_session_context(planned.restore.context)
+        if not result.valid:
+            issue = Issue(
+                table="sessions",
+                id=str(planned.bundle.session.id),
+                reason="the store refuses the session",
+                action="skipped",
+                detail="; ".join(result.errors),
+            )
+            children = skipped_children(planned.bundle, "its session was skipped")
+            out[i] = Outcome(None, False, [issue, *children])
+    return out
 
 
 def _folders(
@@ -158,19 +203,21 @@ def _folders(
     batch_size: int,
     dry_run: bool,
 ) -> None:
-    batch: list[tuple[str, str, list[tuple[str, str | bytes]]]] = []
+    batch: list[FolderRestore] = []
+
+    def flush() -> None:
+        refused = [] if dry_run else writer.folders(batch)
+        for issue in refused:
+            reporter.issue(issue)
+        reporter.copied("folders", len(batch) - len(refused))
+
     for row in _pg.folders(conn, flt, batch_size):
         made = folder_record(row)
         if isinstance(made, Issue):
             reporter.issue(made)
             continue
-        user_id, pairs = made
-        batch.append((user_id, str(row.id), pairs))
+        batch.append(made)
         if len(batch) >= batch_size:
-            if not dry_run:
-                writer.folders(batch)
-            reporter.copied("folders", len(batch))
+            flush()
             batch = []
-    if not dry_run:
-        writer.folders(batch)
-    reporter.copied("folders", len(batch))
+    flush()

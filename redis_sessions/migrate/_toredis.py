@@ -1,8 +1,9 @@
-"""From the original's rows to the store's records: what one session (or folder) becomes in Redis.
+"""From the original's rows to the store's input: what one session (or folder) becomes in Redis.
 
-Pure: no I/O. Uses the store's own encoders (``write_codec.encode_context`` and ``record_fields``,
-``message_codec.encode_message``, ``folders.folder_fields``), so every check the store makes on its
-own writes (types, NaN, nesting depth, size) is made on imported data too.
+Pure: no I/O. A session becomes a ``SessionRestore`` (the store's public input of
+``restore_sessions``, which checks and writes it the store's way); each row the store would refuse
+is found here first, so that it alone is skipped and reported (the store's own encoder,
+``message_codec.encode_message``, decides on what may not fit).
 
 What the store has no place for is kept in one extra record field, ``pg_extra`` (JSON, present only
 when needed), which the store ignores and leaves alone and the export reads back: a message whose
@@ -19,13 +20,12 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from .. import codec, write_codec
+from .. import codec
 from ..config import StoreConfig
 from ..exceptions import InvalidInput
-from ..folders import folder_fields
-from ..keys import KeySpace
-from ..message_codec import StoredMessage, encode_message
-from ..records import Folder
+from ..message_codec import encode_message
+from ..records import Folder, Message
+from ..restore import FolderRestore, SessionRestore
 from ..validation import MAX_DEPTH
 from ._pg import Bundle, FolderRow, loads
 from ._report import Issue
@@ -34,22 +34,21 @@ from ._shape import read_context
 EXTRA_FIELD = b"pg_extra"
 _ROLES = frozenset(("user", "assistant", "system"))
 _raw_list = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])  # parses one level only
-_encoder = msgspec.json.Encoder()
 
 
-def _raw(text: str) -> msgspec.Raw | None:
+def _raw(text: str | bytes) -> msgspec.Raw | None:
     """The jsonb text as it is, when the store would surely take it: jsonb holds no NaN or
     infinity, so only nesting can be too deep (brackets inside strings count too: a false alarm
     only sends it the slow way). None: check it the store's way (decoded, then encoded by
     ``encode_message``). An integer past 64 bits, which ``encode_message`` cannot encode, is
     kept as PostgreSQL wrote it (the store's readers decode it)."""
-    blob = text.encode()
+    blob = text.encode() if isinstance(text, str) else text
     if blob.count(b"[") + blob.count(b"{") > MAX_DEPTH:
         return None
     return msgspec.Raw(blob)
 
 
-def _raw_actions(text: str) -> bytes | None:
+def _raw_actions(text: str | bytes) -> msgspec.Raw | None:
     """The actions' jsonb text as it is when it is surely a list of objects the store takes."""
     raw = _raw(text)
     if raw is None:
@@ -58,39 +57,58 @@ def _raw_actions(text: str) -> bytes | None:
         _raw_list.decode(raw)
     except msgspec.DecodeError:
         return None
-    return bytes(raw)
+    return raw
 
 
 STATUS_FIELD = b"analysis_status"
 _encode = msgspec.json.Encoder().encode
 
 
-class SessionPlan(NamedTuple):
-    """Everything one session's import script writes."""
-
-    keys: list[str]  # KEYS of the script: record, msgs, wb, idx, live, ended
-    session_id: str
-    member: str
-    record: dict[bytes, bytes]
-    messages: list[tuple[int, bytes]]
-    snapshots: list[tuple[int, bytes]]
-    index_score_us: int
-    expiry_score_ms: int
-    ended: bool
-    ttl_ms: int
-
-
 class Outcome(NamedTuple):
-    """A converted session: its plan (None when skipped or expired), whether it is expired, and
-    every issue of its rows."""
+    """A converted session: what the store is asked to restore (None when skipped or expired),
+    whether it is expired, and every issue of its rows."""
 
-    plan: SessionPlan | None
+    plan: SessionRestore | None
     expired: bool
     issues: list[Issue]
 
 
-def session_plan(bundle: Bundle, keys: KeySpace, config: StoreConfig, now: dt.datetime) -> Outcome:
-    """What ``bundle`` becomes in Redis, or why it does not."""
+class Planned(NamedTuple):
+    """A session on its way to the store: what it is asked to restore, and the rows it came from
+    (converted again, strictly, when the store refuses it)."""
+
+    restore: SessionRestore
+    bundle: Bundle
+
+
+def skipped_children(bundle: Bundle, why: str) -> list[Issue]:
+    """The issues of the messages and snapshots of a session that was skipped whole."""
+    sid = str(bundle.session.id)
+    return [
+        *(
+            Issue(table="session_messages", id=f"{sid}/{m.turn_no}", reason=why, action="skipped")
+            for m in bundle.messages
+        ),
+        *(
+            Issue(
+                table="whiteboard_snapshots",
+                id=f"{sid}/{w.snapshot_index}",
+                reason=why,
+                action="skipped",
+            )
+            for w in bundle.snapshots
+        ),
+    ]
+
+
+def session_plan(
+    bundle: Bundle, config: StoreConfig, now: dt.datetime, *, strict: bool = False
+) -> Outcome:
+    """What ``bundle`` becomes in Redis, or why it does not.
+
+    The jsonb of payloads and actions is handed to the store as it is (``msgspec.Raw``), which
+    checks it; ``strict`` checks each one here first, so that one the store would refuse is
+    skipped and reported alone (what the import does for a session the store refused)."""
     row = bundle.session
     sid = str(row.id)
     issues: list[Issue] = []
@@ -99,10 +117,7 @@ def session_plan(bundle: Bundle, keys: KeySpace, config: StoreConfig, now: dt.da
         issues.append(Issue(table=table, id=ident, reason=reason, action=action, detail=detail))
 
     def skip_children(why: str) -> None:
-        for m in bundle.messages:
-            note("session_messages", f"{sid}/{m.turn_no}", why, "skipped")
-        for w in bundle.snapshots:
-            note("whiteboard_snapshots", f"{sid}/{w.snapshot_index}", why, "skipped")
+        issues.extend(skipped_children(bundle, why))
 
     if row.bad_times or row.created_at is None or row.updated_at is None:
         note("sessions", sid, "a time out of range", "skipped", row.bad_times)
@@ -115,14 +130,6 @@ def session_plan(bundle: Bundle, keys: KeySpace, config: StoreConfig, now: dt.da
     for n in notes:
         note("sessions", sid, n.reason, n.action, n.detail)
     if context is None:
-        skip_children("its session was skipped")
-        return Outcome(None, False, issues)
-    try:
-        fields = write_codec.encode_context(
-            context, user_id=user_id, session_id=sid, max_bytes=config.max_context_bytes
-        )
-    except InvalidInput as exc:
-        note("sessions", sid, "the store refuses the context", "skipped", str(exc))
         skip_children("its session was skipped")
         return Outcome(None, False, issues)
 
@@ -140,48 +147,38 @@ def session_plan(bundle: Bundle, keys: KeySpace, config: StoreConfig, now: dt.da
         return Outcome(None, True, issues)
 
     extra: dict[str, Any] = {}
-    messages, message_times, top = _messages(bundle, config, note, extra)
+    messages, message_times, top = _messages(bundle, config, note, extra, strict)
     snapshots = _snapshots(
-        bundle=bundle, config=config, note=note, extra=extra, message_times=message_times, top=top
+        bundle=bundle,
+        config=config,
+        note=note,
+        extra=extra,
+        message_times=message_times,
+        top=top,
+        strict=strict,
     )
-    record = write_codec.record_fields(
-        user_id=user_id, session_id=sid, now=row.created_at, context_fields=fields
-    )
-    record[b"updated_at"] = codec.iso(last).encode()
-    if row.ended_at is not None:
-        record[b"ended_at"] = codec.iso(row.ended_at).encode()
-    turns = max(top, context.latest_turn_no)
-    if turns > 0:
-        record[b"turns"] = str(turns).encode()
+    fields: dict[str, str | bytes] = {}
     if row.analysis_status is not None:
-        record[STATUS_FIELD] = row.analysis_status.encode()
+        fields[STATUS_FIELD.decode()] = row.analysis_status
     if extra:
-        record[EXTRA_FIELD] = _encode(extra)
-    ttl = config.key_ttl_ms
-    if ttl:
-        ttl = max(ttl - int(idle.total_seconds() * 1000), 1)
-    return Outcome(
-        SessionPlan(
-            keys=keys.session_write_keys(user_id, sid),
-            session_id=sid,
-            member=keys.expiry_member(user_id, sid),
-            record=record,
-            messages=messages,
-            snapshots=snapshots,
-            index_score_us=codec.epoch_us(last),
-            expiry_score_ms=codec.epoch_ms(last),
-            ended=ended,
-            ttl_ms=ttl,
-        ),
-        False,
-        issues,
+        fields[EXTRA_FIELD.decode()] = _encode(extra)
+    restore = SessionRestore(
+        context=context,
+        created_at=row.created_at,
+        updated_at=last,
+        ended_at=row.ended_at,
+        turns=max(top, context.latest_turn_no),
+        messages=messages,
+        snapshots=snapshots,
+        extra=fields,
     )
+    return Outcome(restore, False, issues)
 
 
 def _messages(
-    bundle: Bundle, config: StoreConfig, note: Any, extra: dict[str, Any]
-) -> tuple[list[tuple[int, bytes]], dict[int, dt.datetime], int]:
-    """(turn, message JSON) of the messages kept, their times by turn, and the highest turn."""
+    bundle: Bundle, config: StoreConfig, note: Any, extra: dict[str, Any], strict: bool
+) -> tuple[list[Message], dict[int, dt.datetime], int]:
+    """The messages kept, their times by turn, and the highest turn."""
     sid = str(bundle.session.id)
     valid = []
     for m in bundle.messages:
@@ -199,13 +196,14 @@ def _messages(
             valid.append(m)
     top = max((m.turn_no for m in valid), default=0)
     floor = top - config.max_messages
-    out: list[tuple[int, bytes]] = []
+    out: list[Message] = []
     times: dict[int, dt.datetime] = {}
     for m in valid:
-        if m.turn_no <= floor:
+        turn = m.turn_no
+        if turn <= floor:
             note(
                 "session_messages",
-                f"{sid}/{m.turn_no}",
+                f"{sid}/{turn}",
                 f"more messages than the store keeps (max_messages={config.max_messages})",
                 "skipped",
                 "the oldest turns are left out, as the store trims them",
@@ -215,40 +213,42 @@ def _messages(
         assert created is not None  # checked above
         text = m.text if m.text is not None else ""
         raw = m.payload_json
-        payload = None if raw is None or raw == "null" else _raw(raw)
-        try:
-            if m.role in _ROLES and (payload is not None or raw is None or raw == "null"):
-                blob = _encoder.encode(
-                    StoredMessage(
-                        role=m.role,  # type: ignore[arg-type]  # checked just above
-                        text=text,
-                        payload=payload,
-                        snapshot=wsi == m.turn_no,
-                        created_at=created,
-                    )
+        null = raw is None or raw == "null"
+        payload: Any = None
+        if not null:
+            assert raw is not None
+            payload = _raw(raw) if strict else msgspec.Raw(raw.encode())
+        if m.role not in _ROLES or (payload is None and not null):
+            # what may not fit: the store's own checks, on the decoded value
+            try:
+                payload = loads(raw) if raw is not None else None
+                encode_message(m.role, text, payload, None, created)
+            except InvalidInput as exc:
+                note(
+                    "session_messages",
+                    f"{sid}/{turn}",
+                    "the store refuses the message",
+                    "skipped",
+                    str(exc),
                 )
-            else:  # what may not fit: the store's own checks, on the decoded value
-                value = loads(raw) if raw is not None else None
-                blob, _ = encode_message(
-                    m.role, text, value, [] if wsi == m.turn_no else None, created
-                )
-        except InvalidInput as exc:
-            note(
-                "session_messages",
-                f"{sid}/{m.turn_no}",
-                "the store refuses the message",
-                "skipped",
-                str(exc),
-            )
-            continue
+                continue
         if m.text is None:
-            extra.setdefault("text_null", []).append(m.turn_no)
-        if m.payload_json_null:
-            extra.setdefault("payload_json_null", []).append(m.turn_no)
-        if wsi is not None and wsi != m.turn_no:
-            extra.setdefault("snapshot_index", {})[str(m.turn_no)] = wsi
-        out.append((m.turn_no, blob))
-        times[m.turn_no] = created
+            extra.setdefault("text_null", []).append(turn)
+        if raw == "null":
+            extra.setdefault("payload_json_null", []).append(turn)
+        if wsi is not None and wsi != turn:
+            extra.setdefault("snapshot_index", {})[str(turn)] = wsi
+        out.append(
+            Message(
+                turn_no=turn,
+                role=m.role,  # type: ignore[arg-type]  # checked by encode_message when odd
+                text=text,
+                payload=payload,
+                whiteboard_snapshot_index=turn if wsi == turn else None,
+                created_at=created,
+            )
+        )
+        times[turn] = created
     return out, times, top
 
 
@@ -260,58 +260,58 @@ def _snapshots(
     extra: dict[str, Any],
     message_times: dict[int, dt.datetime],
     top: int,
-) -> list[tuple[int, bytes]]:
-    """(index, actions JSON) of the snapshots kept."""
+    strict: bool,
+) -> dict[int, Any]:
+    """index -> actions (their JSON as it is, or decoded) of the snapshots kept."""
     sid = str(bundle.session.id)
     floor = top - config.max_messages if top else None
-    out = []
+    out: dict[int, Any] = {}
     for w in bundle.snapshots:
+        index = w.snapshot_index
         if w.bad_times or w.created_at is None:
             note(
                 "whiteboard_snapshots",
-                f"{sid}/{w.snapshot_index}",
+                f"{sid}/{index}",
                 "created_at out of range",
                 "skipped",
                 w.bad_times,
             )
             continue
-        if w.snapshot_index < 1:
-            note(
-                "whiteboard_snapshots",
-                f"{sid}/{w.snapshot_index}",
-                "snapshot_index below 1",
-                "skipped",
-            )
+        if index < 1:
+            note("whiteboard_snapshots", f"{sid}/{index}", "snapshot_index below 1", "skipped")
             continue
-        if floor is not None and w.snapshot_index <= floor:
+        if floor is not None and index <= floor:
             note(
                 "whiteboard_snapshots",
-                f"{sid}/{w.snapshot_index}",
+                f"{sid}/{index}",
                 f"its turn is older than the store keeps (max_messages={config.max_messages})",
                 "skipped",
             )
             continue
-        blob = _raw_actions(w.actions_json)
-        if blob is None:  # what may not fit: the store's own checks, on the decoded value
+        text = w.actions_json
+        actions: Any = _raw_actions(text) if strict else msgspec.Raw(text.encode())
+        if actions is None:  # what may not fit: the store's own checks, on the decoded value
             try:
-                _, blob = encode_message("user", "", None, loads(w.actions_json), w.created_at)
+                actions = loads(w.actions_json)
+                encode_message("user", "", None, actions, w.created_at)
             except InvalidInput as exc:
                 note(
                     "whiteboard_snapshots",
-                    f"{sid}/{w.snapshot_index}",
+                    f"{sid}/{index}",
                     "the store refuses the actions",
                     "skipped",
                     str(exc),
                 )
                 continue
-        if message_times.get(w.snapshot_index) != w.created_at:
-            extra.setdefault("snapshot_at", {})[str(w.snapshot_index)] = codec.iso(w.created_at)
-        out.append((w.snapshot_index, blob))
+        if message_times.get(index) != w.created_at:
+            extra.setdefault("snapshot_at", {})[str(index)] = codec.iso(w.created_at)
+        out[index] = actions
     return out
 
 
-def folder_record(row: FolderRow) -> tuple[str, list[tuple[str, str | bytes]]] | Issue:
-    """(user id, hash fields) of a folder, or the issue that keeps it out."""
+def folder_record(row: FolderRow) -> FolderRestore | Issue:
+    """What a folder row becomes (the store's ``restore_folders`` input), or the issue that keeps
+    it out."""
     if row.bad_times or row.created_at is None or row.updated_at is None:
         return Issue(
             table="folders",
@@ -320,7 +320,6 @@ def folder_record(row: FolderRow) -> tuple[str, list[tuple[str, str | bytes]]] |
             action="skipped",
             detail=row.bad_times,
         )
-    user_id = str(row.user_id)
     folder = Folder(
         id=row.id,
         name=row.name,
@@ -329,10 +328,7 @@ def folder_record(row: FolderRow) -> tuple[str, list[tuple[str, str | bytes]]] |
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
-    pairs = [
-        (name, codec.iso(row.updated_at) if name == "updated_at" else value)
-        for name, value in folder_fields(folder, user_id, row.updated_at)
-    ]
+    extra: dict[str, str | bytes] = {}
     if row.knowledge_base is None:
-        pairs.append((EXTRA_FIELD.decode(), _encode({"knowledge_base_null": True})))
-    return user_id, pairs
+        extra[EXTRA_FIELD.decode()] = _encode({"knowledge_base_null": True})
+    return FolderRestore(user_id=str(row.user_id), folder=folder, extra=extra)
