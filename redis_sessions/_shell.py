@@ -1,4 +1,5 @@
-"""What the sync and the async store share: the state, the driver, and the invalidation listener.
+"""What the sync and the async store share: the state and the driver (the invalidation listener is
+``_listener``'s, sending a command ``_transport``'s).
 
 The public operations are written once, as coroutine methods (``_async_api.py``); the sync ones are
 generated from them (``_sync_api.py``). Each builds a core operation (a generator of Redis requests,
@@ -10,10 +11,8 @@ call returns its reply, not an awaitable). So no I/O code exists twice.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import inspect
-import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import (
@@ -24,11 +23,12 @@ from typing import (
 )
 
 import redis.exceptions as rex
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff
 
 from ._corebase import FolderSource, StoreStats, translate_error
+from ._listener import InvalidationListener
 from ._observe import StoreObserver, default_observer, watch
-from ._transport import Sender
+from ._transport import Sender, closer, settle
 from .config import StoreConfig
 from .core import StoreCore
 from .exceptions import CorruptData, InvalidInput, StoreClosed
@@ -78,31 +78,13 @@ def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
     raise TypeError("a sync store was handed an awaitable (an async folder source?)")
 
 
-def _closer(pubsub: Any) -> Callable[[], Any]:
-    """pubsub.aclose (asyncio) or pubsub.close (sync)."""
-    closer: Callable[[], Any] = getattr(pubsub, "aclose", None) or pubsub.close
-    return closer
-
-
-async def _settle(value: Any) -> Any:
-    """A redis-py reply: awaited when the client is async, as it is when the client is sync."""
-    return await value if inspect.isawaitable(value) else value
-
-
-class StoreBase:
+class StoreBase(InvalidationListener):
     """The store, less the choice of redis-py flavour (sync or asyncio) made by its subclasses."""
 
     is_async: ClassVar[bool]
-    #: seconds the listener waits for a message before it looks at its stop flag
-    LISTEN_POLL: ClassVar[float] = 1.0
-    #: seconds the listener waits after a message so the next ones are read in the same wake-up
-    LISTEN_BATCH: ClassVar[float] = 0.002
-    #: messages the listener takes in one wake-up at most
-    LISTEN_DRAIN: ClassVar[int] = 1000
     #: The redis-py client, blocking pool and Retry classes ``from_url`` uses.
     _client_class: ClassVar[Any]
     _pool_class: ClassVar[Any]
-    _retry_class: ClassVar[Any]
 
     def __init__(
         self,
@@ -248,7 +230,7 @@ class StoreBase:
             try:
                 return await self._sender.send(*args)
             except rex.NoScriptError:  # a new or restarted server: load it once, send again
-                await _settle(client.script_load(script_source(request.name)))
+                await settle(client.script_load(script_source(request.name)))
                 return await self._sender.send(*args)
         if type(request) is Command:
             return await self._sender.send(*request.args)
@@ -258,11 +240,11 @@ class StoreBase:
             pipe = client.pipeline(transaction=False)
             for command in request.commands:
                 pipe.execute_command(*command)
-            return await _settle(pipe.execute(raise_on_error=request.raise_on_error))
+            return await settle(pipe.execute(raise_on_error=request.raise_on_error))
         if isinstance(request, ScanBatch):
             return await self._scan(request)
         if isinstance(request, Sleep):
-            return await _settle(self._sleep(request.seconds))
+            return await settle(self._sleep(request.seconds))
         if isinstance(request, Apply):
             result = request.fn(request.context)
             if inspect.isawaitable(result):
@@ -277,7 +259,7 @@ class StoreBase:
             return result
         source = self._core.folder_source
         assert source is not None and isinstance(request, LoadFolder)
-        return await _settle(source(request.folder_id, request.user_id))
+        return await settle(source(request.folder_id, request.user_id))
 
     async def _script_batch(self, request: ScriptBatch) -> list[Any]:
         """Scripts pipelined as EVALSHA, one round trip (see ScriptBatch); those the server does
@@ -291,7 +273,7 @@ class StoreBase:
                 call = calls[i]
                 keys = call.keys
                 pipe.execute_command("EVALSHA", script_sha(call.name), len(keys), *keys, *call.args)
-            got = await _settle(pipe.execute(raise_on_error=False))
+            got = await settle(pipe.execute(raise_on_error=False))
             missing = []
             for i, reply in zip(todo, got, strict=True):
                 replies[i] = reply
@@ -300,126 +282,12 @@ class StoreBase:
             if not missing:
                 break
             for name in dict.fromkeys(calls[i].name for i in missing):
-                await _settle(client.script_load(script_source(name)))
+                await settle(client.script_load(script_source(name)))
             todo = missing
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return replies
-
-    # ------------------------------------------------------------------ invalidation listener
-
-    async def _start_listening(self) -> None:
-        """Subscribe to other processes' writes (in the caller, one round trip, once), then leave
-        the listening to a thread (sync store) or a task (async store). Until the subscription is
-        confirmed the cache is not used; if Redis cannot be reached now, the listener keeps trying.
-        """
-        self._needs_listener = False
-        try:
-            pubsub = await self._subscribe()
-        except rex.RedisError:
-            pubsub = None
-        self._listener = self._spawn(self._listen(pubsub))
-
-    async def _subscribe(self) -> Any:
-        pubsub = self._client.pubsub()
-        try:
-            await _settle(pubsub.subscribe(self._core.keys.invalidation_channel()))
-            # redis-py would reconnect and resubscribe behind our back, losing what was published
-            # meanwhile: with no retries, a dropped connection raises here instead
-            pubsub.connection.retry = self._retry_class(NoBackoff(), 0)
-            while True:
-                message = await _settle(pubsub.get_message(timeout=self.LISTEN_POLL * 5))
-                if message is None:
-                    raise rex.TimeoutError("no confirmation of the invalidation subscription")
-                if message["type"] == "subscribe":
-                    break
-        except Exception:  # not on cancellation: a coroutine being closed must not wait
-            await _settle(_closer(pubsub)())
-            raise
-        self._core.set_listening(True)
-        return pubsub
-
-    async def _listen(self, pubsub: Any) -> None:
-        """Evict what other processes' writes change, until the store closes. A dropped or stalled
-        connection empties the cache and turns it off until the subscription is back.
-
-        The link proves it is alive: a PING every quarter of ``max_link_silence``, whose reply
-        comes back behind every announcement published before it. The cache serves only while
-        the last reply is recent (``StoreCore.heard``); a link silent for the whole bound is
-        dropped and made anew, the cache empty until then.
-        """
-        core, backoff = self._core, 0.05
-        every = self.config.max_link_silence.total_seconds() / 4
-        poll = min(self.LISTEN_POLL, every)
-        next_ping = 0.0
-        busy = False  # the last wake-up found announcements: more are likely on their way
-        while not self._stopping:
-            if pubsub is None:
-                try:
-                    pubsub = await self._subscribe()
-                    backoff, next_ping, busy = 0.05, 0.0, False
-                except rex.RedisError:
-                    await _settle(self._sleep(backoff))
-                    backoff = min(backoff * 2, 1.0)
-                continue
-            now = time.monotonic()
-            try:
-                if core.link_silent(now):
-                    raise rex.TimeoutError("the invalidation link is silent")
-                if now >= next_ping:
-                    await _settle(pubsub.ping(repr(now)))
-                    next_ping = now + every
-                batch = await self._receive(pubsub, poll, busy)
-                busy = bool(batch)
-            except (rex.RedisError, OSError):
-                core.set_listening(False)
-                await _settle(_closer(pubsub)())
-                pubsub = None
-                continue
-            if not all(self._handle(message) for message in batch):
-                break  # this store's own stop message
-        if pubsub is not None:
-            await _settle(_closer(pubsub)())
-
-    async def _receive(self, pubsub: Any, poll: float, busy: bool) -> list[dict[str, Any]]:
-        """The messages of one wake-up (at most LISTEN_DRAIN, so the PINGs go on under a flood).
-
-        Idle, it waits up to ``poll`` for a message, then LISTEN_BATCH more for others to arrive,
-        and takes everything that has. Busy (the last wake-up found some), it sleeps LISTEN_BATCH
-        and takes everything that arrived meanwhile: one wake-up per LISTEN_BATCH under a steady
-        stream of writes, not one per message, nor two per batch (each costs the thread a wake
-        and the GIL a hand-over: tens of µs). A wake-up that finds nothing makes it idle again.
-        """
-        batch: list[dict[str, Any]] = []
-        if not busy:
-            message = await _settle(pubsub.get_message(timeout=poll))
-            if message is None:
-                return batch
-            batch.append(message)
-        if self.LISTEN_BATCH:
-            await _settle(self._sleep(self.LISTEN_BATCH))
-        while len(batch) < self.LISTEN_DRAIN:
-            message = await _settle(pubsub.get_message(timeout=0))
-            if message is None:
-                break
-            batch.append(message)
-        return batch
-
-    def _handle(self, message: dict[str, Any]) -> bool:
-        """Act on one pub/sub message; False for this store's own stop message."""
-        core, kind = self._core, message["type"]
-        if kind == "pong":
-            with contextlib.suppress(ValueError):
-                core.heard(float(message["data"]))
-        elif kind == "subscribe":  # resubscribed: the connection was made anew
-            core.flush_cache()
-        elif kind == "message":
-            data = message["data"]
-            if data.startswith(b"stop:"):
-                return bool(data != self._stop_message)  # another store closing: go on
-            core.invalidate_remote(data, int(time.time() * 1000))
-        return True
 
     async def _close(self) -> None:
         """close() / aclose(): once; later calls do nothing."""
@@ -429,40 +297,19 @@ class StoreBase:
         await self._stop_listening()
         self._core.set_listening(False, dropped=False)  # nothing cached is served again
         if self._owns_client:
-            await _settle(_closer(self._client)())
-
-    async def _stop_listening(self) -> None:
-        """Stop the listener: tell it through its own channel, then wait for it to end."""
-        self._stopping = True
-        if self._listener is None:
-            return
-        with contextlib.suppress(rex.RedisError):  # if reconnecting, it sees the flag within 1 s
-            channel = self._core.keys.invalidation_channel()
-            await _settle(self._client.publish(channel, self._stop_message))
-        await self._join_listener()
-        self._listener = None
-
-    def _sleep(self, seconds: float) -> Any:
-        """time.sleep (sync store) or asyncio.sleep (async store)."""
-        raise NotImplementedError
-
-    def _spawn(self, listening: Coroutine[Any, Any, None]) -> Any:
-        raise NotImplementedError
-
-    async def _join_listener(self) -> None:
-        raise NotImplementedError
+            await settle(closer(self._client)())
 
     async def _scan(self, request: ScanBatch) -> tuple[Any, list[Any]]:
         """One SCAN step; on a cluster the cursor is (primary index, that node's cursor)."""
         client = self._client
         if not hasattr(client, "get_primaries"):
-            cursor, keys = await _settle(
+            cursor, keys = await settle(
                 client.scan(request.cursor or 0, match=request.match, count=request.count)
             )
             return (cursor or None), list(keys)
         primaries = client.get_primaries()
         index, cursor = request.cursor or (0, 0)
-        node_cursor, keys = await _settle(
+        node_cursor, keys = await settle(
             client.execute_command(
                 "SCAN",
                 cursor,

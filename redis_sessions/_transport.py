@@ -24,6 +24,7 @@ call returns its result, not an awaitable, so one body serves both clients.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from types import FunctionType
 from typing import Any, Final
@@ -49,6 +50,17 @@ def _unwrapped(client: Any) -> bool:
         "execute_command" not in client.__dict__
         and type(type(client).execute_command) is FunctionType
     )
+
+
+async def settle(value: Any) -> Any:
+    """A redis-py reply: awaited when the client is async, as it is when the client is sync."""
+    return await value if inspect.isawaitable(value) else value
+
+
+def closer(closable: Any) -> Callable[[], Any]:
+    """``aclose`` (asyncio) or ``close`` (sync) of a redis-py client or pub/sub."""
+    found: Callable[[], Any] = getattr(closable, "aclose", None) or closable.close
+    return found
 
 
 async def _send_and_read_async(connection: Any, packed: list[bytes]) -> Any:
