@@ -184,7 +184,7 @@ def parts_us() -> dict[str, float]:
 
     from prometheus_client import CollectorRegistry
 
-    from redis_sessions._observe import CACHE_READ, OperationResult, watch
+    from redis_sessions._observe import CACHE_READ, OperationResult, needs_start, watch
     from redis_sessions.observability import ObserverBase
     from redis_sessions.observability import metrics as metrics_module
     from redis_sessions.observability.metrics import PrometheusObserver
@@ -206,8 +206,8 @@ def parts_us() -> dict[str, float]:
         finally:
             op.close()
 
-    def drive_watched(op: Any, observer: Any) -> Any:  # as _shell's driver does
-        watched = watch(op, observer)
+    def drive_watched(op: Any, observer: Any, starts: bool) -> Any:  # as _shell's driver does
+        watched = watch(op, observer, starts)
         if isinstance(watched, tuple):
             return watched[0]
         return drive(watched)
@@ -245,7 +245,10 @@ def parts_us() -> dict[str, float]:
         noop.finish(noop.start("get_session"), hit)
 
     nothing = best(lambda: None)
-    hook = best(lambda: drive_watched(get_session(), noop)) - best(lambda: drive(unobserved()))
+    noop_starts = needs_start(noop)  # False: the store leaves ObserverBase.start uncalled
+    hook = best(lambda: drive_watched(get_session(), noop, noop_starts)) - best(
+        lambda: drive(unobserved())
+    )
     fast_finish = best(lambda: fast.finish(None, hit)) - nothing
     return {
         "hook, whole (a cache hit, do-nothing observer)": hook,
@@ -257,7 +260,9 @@ def parts_us() -> dict[str, float]:
         - nothing,
         "- of it: the cache read's hand-off (thread-local: set, take, clear)": best(read_handoff)
         - nothing,
-        "- of it: observer.start + observer.finish calls (doing nothing)": best(start_finish)
+        "- of it: observer.start (when called) + observer.finish calls (doing nothing)": best(
+            start_finish
+        )
         - nothing,
         "before: a generator wrapping the operation (made, run to its return)": best(
             lambda: drive(returning())

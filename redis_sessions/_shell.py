@@ -27,7 +27,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from ._corebase import FolderSource, StoreStats, translate_error
 from ._listener import InvalidationListener
-from ._observe import StoreObserver, default_observer, watch
+from ._observe import StoreObserver, default_observer, needs_start, watch
 from ._transport import Sender, closer, settle
 from .config import StoreConfig
 from .core import StoreCore
@@ -122,6 +122,7 @@ class StoreBase(InvalidationListener):
         self._closed = False
         self._stop_message = b"stop:" + uuid.uuid4().hex.encode()
         self._observer = observer if observer is not None else default_observer()
+        self._observer_starts = self._observer is not None and needs_start(self._observer)
         self._core.set_observer(self._observer)
 
     @classmethod
@@ -194,7 +195,7 @@ class StoreBase(InvalidationListener):
         if self._needs_listener:
             await self._start_listening()
         if self._observer is not None:  # the one cost of observability without an observer
-            watched = watch(op, self._observer)
+            watched = watch(op, self._observer, self._observer_starts)
             if isinstance(watched, tuple):  # it ended in its first step (a cache hit), reported
                 return watched[0]  # type: ignore[no-any-return]
             op = watched

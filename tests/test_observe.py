@@ -17,6 +17,7 @@ from redis_sessions import (
     StoreConfig,
     VersionConflict,
 )
+from redis_sessions._observe import needs_start, start_does_nothing
 from redis_sessions.maintenance import SweepReport
 from redis_sessions.observability import (
     LoggingObserver,
@@ -232,6 +233,45 @@ def test_several_observers_are_each_told_with_their_own_handle(
     assert [r.operation for r in first.results] == ["create_session"]
     assert [r.operation for r in second.results] == ["create_session"]
     assert first.scripts == second.scripts == ["create"]
+
+
+class FinishOnly(ObserverBase):
+    """Overrides finish alone: its start is ObserverBase's, which does nothing."""
+
+    def __init__(self) -> None:
+        self.handles: list[object] = []
+        self.operations: list[str] = []
+
+    def finish(self, handle: object, result: OperationResult) -> None:
+        self.handles.append(handle)
+        self.operations.append(result.operation)
+
+
+def test_a_start_that_does_nothing_is_left_uncalled_and_an_overridden_one_is_called(
+    store_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def counting(self: ObserverBase, operation: str) -> object:
+        calls.append(operation)
+        return None
+
+    def marked_counting(self: ObserverBase, operation: str) -> object:
+        calls.append(operation)
+        return None
+
+    assert needs_start(FinishOnly()) is False  # ObserverBase.start is marked
+    monkeypatch.setattr(FinishOnly, "start", start_does_nothing(marked_counting))
+    quiet = FinishOnly()
+    store = store_factory(observer=quiet)
+    sid = store.create_session("alice")
+    assert store.get_session(sid, "alice") is not None  # a hit
+    assert quiet.operations == ["create_session", "get_session"]
+    assert quiet.handles == [None, None] and calls == []  # never called
+    monkeypatch.setattr(FinishOnly, "start", counting)  # an override: called
+    counted = FinishOnly()
+    store_factory(observer=counted).create_session("alice")
+    assert calls == ["create_session"] and counted.operations == ["create_session"]
 
 
 def test_no_result_carries_an_id(store_factory: StoreFactory) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._observe import CacheEvent, OperationResult, StoreObserver
+from .._observe import CacheEvent, OperationResult, StoreObserver, start_does_nothing
 
 if TYPE_CHECKING:
     from ..maintenance import SweepReport
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 class ObserverBase:
     """A StoreObserver whose methods do nothing: subclass it and override what you need."""
 
+    @start_does_nothing  # (the store leaves it uncalled: override it and it is called)
     def start(self, operation: str) -> object:
         """An operation begins; what this returns is handed to :meth:`finish`."""
         return None

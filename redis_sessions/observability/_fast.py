@@ -40,6 +40,7 @@ __all__ = ["FAST_METRICS", "FastCounts"]
 # cache misses, modify retries]. An operation's version conflicts are its conflict outcomes plus
 # its retries.
 _NARROW_SUM: Final = len(LATENCY_BUCKETS) + 1
+_FIRST_BUCKET: Final = LATENCY_BUCKETS[0]
 _NARROW_TRIPS: Final = _NARROW_SUM + 1
 _NARROW_HITS: Final = _NARROW_SUM + 2
 _NARROW_MISSES: Final = _NARROW_SUM + 3
@@ -176,10 +177,12 @@ class FastCounts:
             row = rows[name] = [0.0] * _NARROW_WIDTH
             self._created.setdefault((name, result.outcome), time.time())
         seconds = result.seconds
-        row[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        # a cache hit falls in the first bucket: no search for it
+        row[0 if seconds <= _FIRST_BUCKET else bisect_left(LATENCY_BUCKETS, seconds)] += 1
         row[_NARROW_SUM] += seconds
-        if result.round_trips:
-            row[_NARROW_TRIPS] += result.round_trips
+        trips = result.round_trips
+        if trips:
+            row[_NARROW_TRIPS] += trips
         hit = result.cache_hit
         if hit is not None:
             row[_NARROW_HITS if hit else _NARROW_MISSES] += 1
