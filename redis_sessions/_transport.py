@@ -42,6 +42,14 @@ except ImportError:  # pragma: no cover - the "fast" extra (installed in dev) br
 _PLAIN: Final = (redis.Redis, redis.asyncio.Redis)
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+
+
+#: redis-py before 5.3 needs a command name to hand out a pooled connection: it keeps its own path
+_POOL_TAKES_NO_ARGS: Final = _version(redis.__version__) >= (5, 3)
+
+
 def _unwrapped(client: Any) -> bool:
     """Whether ``client.execute_command`` is redis-py's own: not wrapped for the class or for this
     client (as tracing does, before or after the store was made: wrapt's wrappers are not plain
@@ -76,7 +84,8 @@ class Sender:
         self._is_async = is_async
         pool = getattr(client, "connection_pool", None)
         direct = (
-            type(client) in _PLAIN
+            _POOL_TAKES_NO_ARGS
+            and type(client) in _PLAIN
             and getattr(client, "connection", None) is None  # not a single-connection client
             and getattr(client, "single_connection_client", False) is False
             and getattr(pool, "cache", None) is None  # no client-side cache
@@ -92,6 +101,8 @@ class Sender:
         utf8 = kwargs.get("encoding", "utf-8").lower().replace("_", "-") in ("utf-8", "utf8")
         strict = kwargs.get("encoding_errors", "strict") == "strict"
         self._pack = _hiredis_pack if (direct and utf8 and strict) else None
+        #: redis-py 7+ connections can be told of server maintenance (should_reconnect)
+        self._maintenance = hasattr(getattr(pool, "connection_class", None), "should_reconnect")
 
     @property
     def direct(self) -> bool:
@@ -122,7 +133,7 @@ class Sender:
                     lambda _error: connection.disconnect(),
                 )
         finally:
-            if connection.should_reconnect():  # the server announced maintenance
+            if self._maintenance and connection.should_reconnect():  # the server announced it
                 closed = connection.disconnect()
                 if self._is_async:
                     await closed
