@@ -55,7 +55,7 @@ def test_replies_are_those_of_execute_command_sync(real_backend_url: str, protoc
         sender = Sender(client, is_async=False)
         assert sender.direct
         for args in commands(prefix, sha):
-            assert _run_sync(sender.send(*args)) == client.execute_command(*args), args
+            assert run_to_end(sender.send(*args)) == client.execute_command(*args), args
     finally:
         client.delete(f"{prefix}:h", f"{prefix}:z")
         client.close()
@@ -82,10 +82,6 @@ def test_replies_are_those_of_execute_command_async(real_backend_url: str, proto
         sync.close()
 
 
-def _run_sync(coroutine: Any) -> Any:
-    return run_to_end(coroutine)
-
-
 def test_a_reply_error_raises_and_leaves_the_connection_usable(real_backend_url: str) -> None:
     client = redis.Redis.from_url(real_backend_url)
     key = f"tr{uuid.uuid4().hex[:8]}:s"
@@ -93,10 +89,10 @@ def test_a_reply_error_raises_and_leaves_the_connection_usable(real_backend_url:
     sender = Sender(client, is_async=False)
     try:
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-            _run_sync(sender.send("HGETALL", key))
+            run_to_end(sender.send("HGETALL", key))
         with pytest.raises(redis.exceptions.NoScriptError):
-            _run_sync(sender.send("EVALSHA", "0" * 40, 0))
-        assert _run_sync(sender.send("EXISTS", key)) == 1  # the same pooled connection, in step
+            run_to_end(sender.send("EVALSHA", "0" * 40, 0))
+        assert run_to_end(sender.send("EXISTS", key)) == 1  # the same pooled connection, in step
         assert len(client.connection_pool._available_connections) == 1
     finally:
         client.delete(key)
