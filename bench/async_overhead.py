@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import time
 import uuid
@@ -73,13 +74,20 @@ async def run(url: str, ops: int, rounds: int) -> str:
     assert isinstance(get_cmd, Command)
     shas = {name: raw.script_load(script_source(name)) for name in ScriptName}
 
+    counter = itertools.count()
+
+    def fresh_keys(req: RunScript) -> list[Any]:
+        """The request's keys with a request key of its own: a write's reply is kept for a resent
+        request, and a replay answered from it would write nothing."""
+        return [f"{k}-{next(counter)}" if ":req:" in str(k) else k for k in req.keys]
+
     def raw_script(req: RunScript) -> Callable[[], Any]:
-        sha, keys, argv = shas[req.name], list(req.keys), list(req.args)
-        return lambda: raw.evalsha(sha, len(keys), *keys, *argv)
+        sha, argv = shas[req.name], list(req.args)
+        return lambda: raw.evalsha(sha, len(req.keys), *fresh_keys(req), *argv)
 
     def araw_script(req: RunScript) -> Callable[[], Awaitable[Any]]:
-        sha, keys, argv = shas[req.name], list(req.keys), list(req.args)
-        return lambda: araw.evalsha(sha, len(keys), *keys, *argv)
+        sha, argv = shas[req.name], list(req.args)
+        return lambda: araw.evalsha(sha, len(req.keys), *fresh_keys(req), *argv)
 
     scenarios: dict[str, dict[str, Callable[[], Any]]] = {
         "get (cache miss)": {

@@ -29,7 +29,14 @@ from pyinstrument.frame import Frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import server
-from bench.run import alternate, first_request, outcome_recorded, replay
+from bench.run import (
+    _without_base,
+    alternate,
+    applies,
+    first_request,
+    outcome_recorded,
+    replay,
+)
 from redis_sessions import SessionStore, StoreConfig
 from redis_sessions._transport import Sender
 from redis_sessions.requests import RunScript
@@ -216,9 +223,7 @@ def main() -> None:
         request = first_request(store._core.update_session_context(sid, USER, b))
         assert isinstance(request, RunScript)
         store.get_session_context(sid, USER)
-        args_ = list(request.args)
-        args_[8] = b""  # apply whatever the version (as bench.run's floor)
-        update_floor = replay(raw, shas, RunScript(request.name, request.keys, args_))
+        update_floor = applies(replay(raw, shas, _without_base(request)))  # as bench.run's floor
         update_reply = [1, 2, 0, 0]
         pairs = {
             "get (cache miss)": (

@@ -93,6 +93,8 @@ def _run_threads(calls: list[Callable[[], Any]], seconds: float) -> float:
 
 def threads(url: str, n: int, seconds: float) -> dict[str, float]:
     """Updates per second from ``n`` threads: ours and raw redis-py."""
+    from bench.run import applies
+
     prefix = f"scale{uuid.uuid4().hex[:6]}"
     store = SessionStore.from_url(url, config=StoreConfig(key_prefix=prefix))
     raw = redis.Redis.from_url(url, max_connections=n + 4)
@@ -118,7 +120,7 @@ def threads(url: str, n: int, seconds: float) -> dict[str, float]:
             keys = [*request.keys[:-1], f"{request.keys[-1]}-{next(counter)}"]
             return raw.evalsha(shas[request.name], len(keys), *keys, *request.args)
 
-        return call
+        return applies(call)
 
     calls = {"floor": [floor(i) for i in range(n)], "ours": [ours(i) for i in range(n)]}
     out = _alternate(lambda name: _run_threads(calls[name], seconds / ROUNDS), seconds)
@@ -169,6 +171,11 @@ def tasks(url: str, n: int, seconds: float) -> dict[str, float]:
 
             return call
 
+        for _, _, _, requests in made:  # each floor writes each time (see bench.run.applies)
+            probe = floor_call(requests)
+            for _ in range(2):
+                reply = await probe()
+                assert reply[0] == 1, f"the floor's update was refused: {reply!r}"
         store = AsyncSessionStore.from_url(url, config=StoreConfig(key_prefix=prefix))
         for user, sid, _, _ in made:  # cached, as in an app
             await store.get_session_context(sid, user)
