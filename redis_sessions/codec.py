@@ -261,10 +261,18 @@ def info_from_row(session_id: bytes, row: list[bytes | None], user_id: str) -> S
 
 
 _infos_decoder: Final = msgspec.json.Decoder(list[SessionInfo])
-_ROW: Final = (
-    b'{"session_id":"%s","user_id":%s,"folder_id":%s,"created_at":"%s","updated_at":"%s",'
-    b'"ended_at":%s,"version":%s,"session_goal":%s}'
+_strs_decoder: Final = msgspec.json.Decoder(list[str])
+#: the text around each value of a listing row's JSON (the user id's text is the call's)
+_ROW_TEXT: Final = (
+    b'{"session_id":"',
+    b',"created_at":"',
+    b'","updated_at":"',
+    b'","ended_at":',
+    b',"version":',
+    b',"session_goal":',
+    b"},",
 )
+_ROW_PIECES: Final = 15  # per row: 8 texts (the user's id in the second) around 7 values
 _UTC: Final = b"+00:00"
 
 
@@ -273,50 +281,63 @@ def infos_from_rows(flat: list[Any], user_id: str) -> list[SessionInfo] | None:
     one msgspec decode: the metadata parsed in C rather than value by value (``info_from_row``
     costs several times more a row). Only rows exactly as the store writes them go this way (the
     owner, UTC times, plain integers and texts, a goal that is one JSON string); None as soon as
-    one is not, for the per-row path to report what is wrong with which."""
-    owner, user = user_id.encode(), _encoder.encode(user_id)
+    one is not, for the per-row path to report what is wrong with which.
+
+    Each check runs over a whole column at once (C loops: slices, joins, counts), not row by
+    row: a listing of 100 costs about a third of what a Python loop over its rows did."""
     width = 1 + len(LISTING_FIELDS)
-    rows = []
-    str_decode, row = _str_decoder.decode, _ROW
-    for i in range(0, len(flat), width):
-        sid, stored_user, folder, created, updated, ended, version, goal = flat[i : i + width]
-        if (
-            stored_user != owner
-            or not (created and created.endswith(_UTC) and updated and updated.endswith(_UTC))
-            or not (version and version.isdigit() and len(version) <= 15)
-        ):
-            return None
-        texts = sid + created + updated
-        if folder is not None:
-            texts += folder
-            folder = b'"' + folder + b'"'
-        if ended is not None:
-            if not ended.endswith(_UTC):
+    n, rest = divmod(len(flat), width)
+    if rest or not n:
+        return None if rest else []
+    sids, users, folders, created, updated, ended, versions, goals = (
+        flat[i::width] for i in range(width)
+    )
+    if users.count(user_id.encode()) != n or None in sids or None in versions:
+        return None
+    if None in created or None in updated:
+        return None
+    folder_texts = [f for f in folders if f is not None]
+    ended_texts = [e for e in ended if e is not None]
+    times = [*created, *updated, *ended_texts]
+    plain = b"".join((*sids, *folder_texts, *times))
+    if b'"' in plain or b"\\" in plain:
+        return None
+    # with no quote in any of them, each time ends in +00:00 exactly when the quote-joined text
+    # holds one +00:00" per time
+    if (b'"'.join(times) + b'"').count(_UTC + b'"') != len(times):
+        return None
+    if b"" in versions or not b"".join(versions).isdigit() or max(map(len, versions)) > 15:
+        return None
+    present = [g for g in goals if g is not None]
+    if present:
+        # each goal one JSON string: joined, they are an array of exactly that many strings (an
+        # empty goal or one with a top-level comma, a bracket or another type cannot make one)
+        try:
+            if len(_strs_decoder.decode(b"[" + b",".join(present) + b"]")) != len(present):
                 return None
-            texts += ended
-            ended = b'"' + ended + b'"'
-        if b'"' in texts or b"\\" in texts:
+        except msgspec.DecodeError:
             return None
-        if goal is not None:
-            try:
-                str_decode(goal)  # one JSON string: nothing else can ride in it
-            except msgspec.DecodeError:
-                return None
-        rows.append(
-            row
-            % (
-                sid,
-                user,
-                folder or b"null",
-                created,
-                updated,
-                ended or b"null",
-                version,
-                goal or b"null",
-            )
+    # the JSON of every row, joined in one go: the texts around the values and each column's
+    # values, interleaved by slice assignments (no loop over the rows)
+    user_text = b'","user_id":' + _encoder.encode(user_id) + b',"folder_id":'
+    pieces: list[bytes] = [b""] * (_ROW_PIECES * n)
+    for at, text in enumerate((_ROW_TEXT[0], user_text, *_ROW_TEXT[1:])):
+        pieces[2 * at :: _ROW_PIECES] = [text] * n
+    for at, column in enumerate(
+        (
+            sids,
+            [b"null" if f is None else b'"' + f + b'"' for f in folders],
+            created,
+            updated,
+            [b"null" if e is None else b'"' + e + b'"' for e in ended],
+            versions,
+            [b"null" if g is None else g for g in goals],
         )
+    ):
+        pieces[2 * at + 1 :: _ROW_PIECES] = column
+    pieces[-1] = b"}]"
     try:
-        return _infos_decoder.decode(b"[" + b",".join(rows) + b"]")
+        return _infos_decoder.decode(b"[" + b"".join(pieces))
     except msgspec.DecodeError:
         return None
 

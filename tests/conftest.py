@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
+import hypothesis
 import pytest
 import redis
 import redis.asyncio
@@ -17,6 +18,14 @@ from redis_sessions.embedded import EmbeddedRedis
 from .backends import Backend, all_backends, backend_params, server_params
 from .facade import SyncFacade
 from .migrate_support import pg_server  # noqa: F401  (PostgreSQL for tests/test_migrate*.py)
+
+# The machines that run the suite are shared and noisy, and a fresh clone builds Hypothesis's
+# character tables on the first text() it draws (seconds, once): a property is judged by the examples
+# it checks, never by how long drawing or running one took.
+hypothesis.settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("suite")
 
 _servers: dict[str, EmbeddedRedis] = {}
 
