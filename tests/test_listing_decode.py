@@ -57,17 +57,25 @@ def test_a_good_row_goes_in_one_pass() -> None:
 
 
 def test_rows_not_as_the_store_writes_them_go_the_per_row_way() -> None:
-    odd: dict[int, bytes | None] = {
-        1: b"bob",  # another owner
-        3: b"2026-11-30T12:00:00+02:00",  # not UTC (a tool wrote it): the per-row path converts
-        4: b"2026-11-30T12:00:00",  # no timezone: damage
-        5: b"2026-11-30T13:00:00Z",  # ended, written another way
-        6: b"-1",
-        7: b'"x","version":99',  # a goal that is not one JSON string
-        2: b'abc"def',  # a folder id with a quote
-        0: b"not-a-uuid",  # valid JSON, not a UUID: the decode refuses, the per-row path says why
-    }
-    for index, value in odd.items():
+    odd: list[tuple[int, bytes | None]] = [
+        (1, b"bob"),  # another owner
+        (3, b"2026-11-30T12:00:00+02:00"),  # not UTC (a tool wrote it): the per-row path converts
+        (4, b"2026-11-30T12:00:00"),  # no timezone: damage
+        (4, None),  # no updated_at
+        (5, b"2026-11-30T13:00:00Z"),  # ended, written another way
+        (5, b"2026-11-30T13:00:00+00:00+00:00"),
+        (6, b"-1"),
+        (6, b""),
+        (6, b"1234567890123456"),  # more digits than any layer holds exactly
+        (7, b'"x","version":99'),  # a goal that is not one JSON string
+        (7, b"null"),
+        (7, b""),
+        (7, b'["x"]'),
+        (2, b'abc"def'),  # a folder id with a quote
+        (2, b"abc\\def"),
+        (0, b"not-a-uuid"),  # valid JSON, not a UUID: the decode refuses, the per-row path says why
+    ]
+    for index, value in odd:
         row = good_row()
         row[index] = value
         assert codec.infos_from_rows(row, USER) is None, (index, value)
