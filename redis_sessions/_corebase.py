@@ -146,6 +146,14 @@ class CoreBase(CacheCoherence):
         # (key, problem) logged already (bounded, oldest first)
         self._logged_damage: dict[tuple[str, str], None] = {}
 
+    def forked(self) -> None:
+        """In a child process after a fork: a new origin, so that the request ids it draws (origin
+        and counter, see ``request_key``) never repeat its parent's or a sibling's (a repeated id
+        would be answered with the other write's kept reply: a write silently not made), and so
+        that it hears their announcements; an empty cache that serves once this process listens."""
+        self._new_identity()
+        self._request_numbers = itertools.count(1)
+
     # ------------------------------------------------------------------ helpers
 
     def now(self) -> dt.datetime:

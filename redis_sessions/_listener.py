@@ -11,7 +11,10 @@ entries served for longer than that bound.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+import uuid
+import weakref
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
@@ -40,6 +43,23 @@ class InvalidationListener:
     _listener: Any
     _stopping: bool
     _stop_message: bytes
+
+    _closed: bool
+
+    def _watch_forks(self) -> None:
+        """Be given a new identity in a child process after a fork (see ``_forked``)."""
+        _STORES.add(self)
+
+    def _forked(self) -> None:
+        """In a child process after a fork (an app server that made its store before forking its
+        workers): the core takes a new origin (see ``StoreCore.forked``); the parent's listener, a
+        thread or a task, did not come along, so the child subscribes before its first operation,
+        with a stop message of its own (the parent's closing must not stop the child's)."""
+        self._core.forked()
+        self._listener = None
+        self._stopping = False
+        self._stop_message = b"stop:" + uuid.uuid4().hex.encode()
+        self._needs_listener = not self._core.cache_serving
 
     async def _start_listening(self) -> None:
         """Subscribe to other processes' writes (in the caller, one round trip, once), then leave
@@ -173,3 +193,16 @@ class InvalidationListener:
 
     async def _join_listener(self) -> None:
         raise NotImplementedError
+
+
+#: the stores of this process, each given a new identity in a child process after a fork
+_STORES: weakref.WeakSet[InvalidationListener] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._forked()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

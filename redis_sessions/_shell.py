@@ -121,6 +121,7 @@ class StoreBase(InvalidationListener):
         self._stopping = False
         self._closed = False
         self._stop_message = b"stop:" + uuid.uuid4().hex.encode()
+        self._watch_forks()
         self._observer = observer if observer is not None else default_observer()
         self._observer_starts = self._observer is not None and needs_start(self._observer)
         self._core.set_observer(self._observer)

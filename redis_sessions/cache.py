@@ -43,6 +43,10 @@ class TTLCache(Generic[K, V]):
         #: called (under the cache's lock) for each entry the LRU pushes out; None: nobody asks
         self.on_evict: Callable[[], None] | None = None
 
+    def reset_lock(self) -> None:
+        """A new lock (in a child process after a fork: another thread may have held the old)."""
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self._data)
 

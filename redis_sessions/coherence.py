@@ -93,6 +93,23 @@ class CacheCoherence:
         # _writing) and by other processes' (pub/sub): a read fills the cache only if its key was
         # not invalidated since the read began, so no read can cache what a write replaced.
         self.freshness: Freshness[tuple[str, str]] = Freshness()
+        self._link_silence = config.max_link_silence.total_seconds()
+        self._new_identity()
+        self.invalidations_received: int = 0
+        self.cache_flushes: int = 0
+        self.link_drops: int = 0
+        self._quiet_until_ms = 0  # late invalidations are logged at most once a second
+        self._late_unlogged = 0
+        #: told of cache events, invalidations, reconnections and damage (see _observe)
+        self.observer: StoreObserver | None = None
+        #: the cache read of an operation: ``_cached_observed`` once an observer is set, so that
+        #: without one the path of a hit has no observer check at all
+        self._cached: Callable[[tuple[str, str]], Record | None] = self._cached_plain
+
+    def _new_identity(self) -> None:
+        """This store's origin, its cache empty and not serving until it listens; at start, and
+        in a child process after a fork (``forked``)."""
+        config, keys = self.config, self.keys
         #: this store's id in its announcements (it ignores its own: its writes keep its cache)
         self.origin: str = uuid.uuid4().hex[:12]
         #: where writes announce what they changed, as "<channel>|<origin>" ("" : announce nothing)
@@ -105,19 +122,12 @@ class CacheCoherence:
         # ... and serves only until this moment (time.monotonic()): the listener's last PING that
         # came back was sent less than max_link_silence before (see heard). A link that went
         # silent (a partition, a NAT that dropped the flow) stops the cache by itself.
-        self._link_silence = config.max_link_silence.total_seconds()
         self._serve_until = math.inf if self.cache_serving else 0.0
-        self.invalidations_received: int = 0
-        self.cache_flushes: int = 0
-        self.link_drops: int = 0
-        self._quiet_until_ms = 0  # late invalidations are logged at most once a second
-        self._late_unlogged = 0
+        # a lock another thread held at a fork stays held in the child: each process its own
         self._lock = threading.Lock()
-        #: told of cache events, invalidations, reconnections and damage (see _observe)
-        self.observer: StoreObserver | None = None
-        #: the cache read of an operation: ``_cached_observed`` once an observer is set, so that
-        #: without one the path of a hit has no observer check at all
-        self._cached: Callable[[tuple[str, str]], Record | None] = self._cached_plain
+        self.cache.reset_lock()
+        self.cache.clear()
+        self.freshness.reset()
 
     def set_observer(self, observer: StoreObserver | None) -> None:
         """Tell ``observer`` what the cache and the invalidation link do (None: nobody)."""

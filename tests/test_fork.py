@@ -1,0 +1,202 @@
+"""A store made before a fork (an app server that builds its app, then forks its workers) works in
+each child as a store of its own: the request ids a child draws never repeat its parent's or a
+sibling's (a repeated id is answered with the other write's kept reply: a write silently not made),
+a child's writes evict the parent's cache, the child listens with a cache of its own, and a lock
+held by another thread at the fork does not hang the child. On real servers, with real forks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig
+from redis_sessions.samples import realistic_context
+
+from .conftest import delete_prefix
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform"),
+    # the parent's invalidation listener is a thread: Python 3.12+ warns about forking then
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
+
+USER = "forker"
+
+
+def in_child(work: Callable[[], Any]) -> Any:
+    """``work()`` run in a forked child, its (JSON) result brought back; its error raised here."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            signal.alarm(30)  # a deadlock kills the child rather than the suite
+            out = {"ok": work()}
+        except BaseException as exc:  # reported to the parent
+            out = {"error": repr(exc)}
+        try:
+            os.write(write, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the child died: {status}"
+    result = json.loads(data)
+    assert "error" not in result, result["error"]
+    return result["ok"]
+
+
+@pytest.fixture
+def prefix(real_backend_url: str) -> Iterator[str]:
+    name = f"fk{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(real_backend_url)
+    delete_prefix(client, name)
+    client.close()
+
+
+def test_children_draw_request_ids_of_their_own(real_backend_url: str, prefix: str) -> None:
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+    sid = store.create_session(USER, initial_context=realistic_context(USER))
+    context = store.get_session_context(sid, USER)
+    assert context is not None
+    context.high_cost_calls = 1
+    assert store.update_session_context(sid, USER, context)  # the parent drew ids already
+
+    def update(calls: int) -> Callable[[], bool]:
+        def work() -> bool:
+            mine = store.get_session_context(sid, USER)
+            assert mine is not None
+            mine.high_cost_calls = calls
+            return store.update_session_context(sid, USER, mine)
+
+        return work
+
+    assert in_child(update(10)) is True
+    assert in_child(update(11)) is True
+    assert store.update_session_context(sid, USER, context)  # and the parent's next one
+
+    with SessionStore.from_url(
+        real_backend_url, config=StoreConfig(key_prefix=prefix, cache_size=0)
+    ) as fresh:
+        session = fresh.get_session(sid, USER)
+    assert session is not None
+    assert session.version == 5  # created, then four updates: every one made
+    assert session.context.high_cost_calls == 1
+    store.close()
+
+
+def test_a_childs_write_evicts_the_parents_cache(real_backend_url: str, prefix: str) -> None:
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+    sid = store.create_session(USER, initial_context=realistic_context(USER))
+    assert store.get_session_context(sid, USER) is not None
+    assert store.get_session_context(sid, USER) is not None
+    assert store.stats().cache_hits >= 1  # the parent serves it from its cache
+
+    def work() -> bool:
+        mine = store.get_session_context(sid, USER)
+        assert mine is not None
+        mine.session_goal = "written by the child"
+        return store.update_session_context(sid, USER, mine)
+
+    assert in_child(work) is True
+    deadline = time.monotonic() + 5
+    while True:  # the child's announcement names another origin: the parent evicts
+        seen = store.get_session_context(sid, USER)
+        assert seen is not None
+        if seen.session_goal == "written by the child":
+            break
+        assert time.monotonic() < deadline, "the parent kept serving what the child replaced"
+        time.sleep(0.01)
+    store.close()
+
+
+def test_a_child_listens_and_caches_on_its_own(real_backend_url: str, prefix: str) -> None:
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+    sid = store.create_session(USER, initial_context=realistic_context(USER))
+    assert store.stats().cache_serving
+
+    def work() -> dict[str, Any]:
+        before = store.stats()
+        deadline = time.monotonic() + 5
+        while not store.stats().cache_serving:  # subscribed anew, before its first operation
+            store.get_session_context(sid, USER)
+            assert time.monotonic() < deadline, "the child never listened"
+            time.sleep(0.01)
+        store.get_session_context(sid, USER)
+        hits = store.stats().cache_hits
+        store.get_session_context(sid, USER)
+        return {
+            "serving_at_start": before.cache_serving,
+            "size_at_start": before.cache_size,
+            "hit": store.stats().cache_hits == hits + 1,
+        }
+
+    # the parent's cache is not the child's: it starts empty and unused until the child listens
+    assert in_child(work) == {"serving_at_start": False, "size_at_start": 0, "hit": True}
+    store.close()
+
+
+@pytest.mark.parametrize("lock", ["store", "cache"])
+def test_a_lock_held_at_the_fork_does_not_hang_the_child(
+    real_backend_url: str, prefix: str, lock: str
+) -> None:
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+    sid = store.create_session(USER, initial_context=realistic_context(USER))
+    held = store._core._lock if lock == "store" else store._core.cache._lock
+    taken, release = threading.Event(), threading.Event()
+
+    def holder() -> None:  # another thread of the app, inside the store at the fork
+        with held:
+            taken.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert taken.wait(5)
+    try:
+
+        def work() -> bool:
+            mine = store.get_session_context(sid, USER)
+            assert mine is not None
+            mine.session_goal = "no deadlock"
+            return store.update_session_context(sid, USER, mine)
+
+        assert in_child(work) is True
+    finally:
+        release.set()
+        thread.join()
+    store.close()
+
+
+def test_an_async_store_made_before_the_fork(real_backend_url: str, prefix: str) -> None:
+    config = StoreConfig(key_prefix=prefix)
+    with SessionStore.from_url(real_backend_url, config=config) as setup:
+        sid = setup.create_session(USER, initial_context=realistic_context(USER))
+    store = AsyncSessionStore.from_url(real_backend_url, config=config)
+
+    async def update(calls: int) -> bool:
+        mine = await store.get_session_context(sid, USER)
+        assert mine is not None
+        mine.high_cost_calls = calls
+        done = await store.update_session_context(sid, USER, mine)
+        await store.aclose()
+        return done
+
+    assert in_child(lambda: asyncio.run(update(10))) is True
+    assert in_child(lambda: asyncio.run(update(11))) is True
+    with SessionStore.from_url(real_backend_url, config=config) as fresh:
+        session = fresh.get_session(sid, USER)
+    assert session is not None
+    assert (session.version, session.context.high_cost_calls) == (3, 11)
