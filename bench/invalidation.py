@@ -64,7 +64,7 @@ def modify_rate(url: str, prefix: str, processes: int, rounds: int) -> float:
     sid = store.create_session("alice")
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", MODIFIER, url, prefix, sid, str(rounds)],
+            [sys.executable, "-c", MODIFIER, url, prefix, str(sid), str(rounds)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

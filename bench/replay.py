@@ -138,14 +138,15 @@ class Fixture:
         if user not in self.contexts:
             self.contexts[user] = realistic_context(user)
         ctx = self.contexts[user]
-        return ctx if sid is None else msgspec.structs.replace(ctx, session_id=uuid.UUID(sid))
+        return ctx if sid is None else msgspec.structs.replace(ctx, session_id=uuid.UUID(str(sid)))
 
     def sessions(self, n: int) -> list[tuple[str, str]]:
         """n fresh sessions (user, session id), created through the store (so it caches them)."""
         out = []
         for _ in range(n):
             user = self.user()
-            out.append((user, self.store.create_session(user, initial_context=self.context(user))))
+            sid = self.store.create_session(user, initial_context=self.context(user))
+            out.append((user, str(sid)))  # the cache's keys hold its text
         return out
 
 
@@ -164,7 +165,8 @@ def build(fx: Fixture, op: str, n: int) -> list[RunScript]:
             if whole:
                 core.cache.evict((user, sid))  # nothing cached: the whole context is sent
             request = first_request(core.update_session_context(sid, user, ctx))
-            if (request.args[9] in ("", b"")) != whole:  # ARGV[10], the base version
+            # ARGV[10], the base version: "" or "*" (cache what it makes) for a whole context
+            if (request.args[9] in ("", b"", "*", b"*")) != whole:
                 raise RuntimeError(f"{op}: the store did not send what this row claims")
         elif op == "append":
             role, text, actions = chat_turn(turn)  # every other one with a whiteboard snapshot
@@ -276,7 +278,7 @@ def client_round(stores: dict[str, SessionStore], fx: Fixture, op: str, n: int) 
     """n calls of ``op`` on one fresh session, each call's seconds."""
     store = stores["cache off" if "cache off" in op else "default"]
     user = fx.user()
-    sid = store.create_session(user, initial_context=fx.context(user))
+    sid = str(store.create_session(user, initial_context=fx.context(user)))  # the cache's key
     calls: list[Callable[[], Any]] = []
     if op == "append_message":
         for turn in range(1, n + 1):

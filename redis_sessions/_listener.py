@@ -44,8 +44,6 @@ class InvalidationListener:
     _stopping: bool
     _stop_message: bytes
 
-    _closed: bool
-
     def _watch_forks(self) -> None:
         """Be given a new identity in a child process after a fork (see ``_forked``)."""
         _STORES.add(self)

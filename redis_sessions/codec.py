@@ -323,23 +323,29 @@ def infos_from_rows(flat: list[Any], user_id: str) -> list[SessionInfo] | None:
     pieces: list[bytes] = [b""] * (_ROW_PIECES * n)
     for at, text in enumerate((_ROW_TEXT[0], user_text, *_ROW_TEXT[1:])):
         pieces[2 * at :: _ROW_PIECES] = [text] * n
-    for at, column in enumerate(
-        (
-            sids,
-            [b"null" if f is None else b'"' + f + b'"' for f in folders],
-            created,
-            updated,
-            [b"null" if e is None else b'"' + e + b'"' for e in ended],
-            versions,
-            [b"null" if g is None else g for g in goals],
-        )
-    ):
+    columns = (
+        sids,
+        _quoted_or_null(folders, len(folder_texts)),
+        created,
+        updated,
+        _quoted_or_null(ended, len(ended_texts)),
+        versions,
+        goals if len(present) == n else [b"null" if g is None else g for g in goals],
+    )
+    for at, column in enumerate(columns):
         pieces[2 * at + 1 :: _ROW_PIECES] = column
     pieces[-1] = b"}]"
     try:
         return _infos_decoder.decode(b"[" + b"".join(pieces))
     except msgspec.DecodeError:
         return None
+
+
+def _quoted_or_null(column: list[bytes | None], present: int) -> list[bytes]:
+    """Each value of a listing column as JSON text: quoted, or null where absent."""
+    if not present:  # the usual case for folders and ends: no loop
+        return [b"null"] * len(column)
+    return [b"null" if v is None else b'"' + v + b'"' for v in column]
 
 
 def new_session_id() -> uuid.UUID:
