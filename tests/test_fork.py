@@ -57,6 +57,19 @@ def in_child(work: Callable[[], Any]) -> Any:
     return result["ok"]
 
 
+def rewrite(store: SessionStore, sid: Any, **changes: Any) -> Callable[[], bool]:
+    """Work for a child: read the session's context, change it, write it back."""
+
+    def work() -> bool:
+        mine = store.get_session_context(sid, USER)
+        assert mine is not None
+        for name, value in changes.items():
+            setattr(mine, name, value)
+        return store.update_session_context(sid, USER, mine)
+
+    return work
+
+
 @pytest.fixture
 def prefix(real_backend_url: str) -> Iterator[str]:
     name = f"fk{uuid.uuid4().hex[:8]}"
@@ -74,17 +87,8 @@ def test_children_draw_request_ids_of_their_own(real_backend_url: str, prefix: s
     context.high_cost_calls = 1
     assert store.update_session_context(sid, USER, context)  # the parent drew ids already
 
-    def update(calls: int) -> Callable[[], bool]:
-        def work() -> bool:
-            mine = store.get_session_context(sid, USER)
-            assert mine is not None
-            mine.high_cost_calls = calls
-            return store.update_session_context(sid, USER, mine)
-
-        return work
-
-    assert in_child(update(10)) is True
-    assert in_child(update(11)) is True
+    assert in_child(rewrite(store, sid, high_cost_calls=10)) is True
+    assert in_child(rewrite(store, sid, high_cost_calls=11)) is True
     assert store.update_session_context(sid, USER, context)  # and the parent's next one
 
     with SessionStore.from_url(
@@ -104,13 +108,7 @@ def test_a_childs_write_evicts_the_parents_cache(real_backend_url: str, prefix: 
     assert store.get_session_context(sid, USER) is not None
     assert store.stats().cache_hits >= 1  # the parent serves it from its cache
 
-    def work() -> bool:
-        mine = store.get_session_context(sid, USER)
-        assert mine is not None
-        mine.session_goal = "written by the child"
-        return store.update_session_context(sid, USER, mine)
-
-    assert in_child(work) is True
+    assert in_child(rewrite(store, sid, session_goal="written by the child")) is True
     deadline = time.monotonic() + 5
     while True:  # the child's announcement names another origin: the parent evicts
         seen = store.get_session_context(sid, USER)
@@ -166,14 +164,7 @@ def test_a_lock_held_at_the_fork_does_not_hang_the_child(
     thread.start()
     assert taken.wait(5)
     try:
-
-        def work() -> bool:
-            mine = store.get_session_context(sid, USER)
-            assert mine is not None
-            mine.session_goal = "no deadlock"
-            return store.update_session_context(sid, USER, mine)
-
-        assert in_child(work) is True
+        assert in_child(rewrite(store, sid, session_goal="no deadlock")) is True
     finally:
         release.set()
         thread.join()
