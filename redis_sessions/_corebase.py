@@ -284,7 +284,7 @@ class CoreBase(CacheCoherence):
                 meta = record.meta
             else:
                 meta = codec.session_meta(record, user_id, session_id)
-            return Session(context=codec.decode_context(lean), **meta)
+            return Session(context=self._decoded(record, lean), **meta)
         except codec.CorruptRecord as exc:
             raise self._undecodable_record(user_id, session_id, exc) from exc
 
@@ -292,9 +292,24 @@ class CoreBase(CacheCoherence):
         """The record's context alone (what a Session would hold, without making the Session or
         parsing the metadata's values)."""
         try:
-            return codec.decode_context(self._lean(record, user_id))
+            if isinstance(record, CachedRecord) and record.packed:  # a hit after the first
+                return codec.unpack_context(record.packed)
+            return self._decoded(record, self._lean(record, user_id))
         except codec.CorruptRecord as exc:
             raise self._undecodable_record(user_id, session_id, exc) from exc
+
+    @staticmethod
+    def _decoded(record: Record, lean: bytes) -> TutorContext:
+        """The context of ``record`` (its lean JSON given). A cached record keeps it as MessagePack
+        after its first decode, for the next hits (raises CorruptRecord)."""
+        if isinstance(record, CachedRecord):
+            if record.packed:
+                return codec.unpack_context(record.packed)
+            context = codec.decode_context(lean)
+            if record.packed is None:  # packed before it is handed out (a benign race)
+                record.packed = codec.pack_context(context)
+            return context
+        return codec.decode_context(lean)
 
     def _undecodable_record(
         self, user_id: str, session_id: str, exc: codec.CorruptRecord

@@ -34,12 +34,14 @@ Record = dict[bytes, bytes]
 
 class CachedRecord(dict[bytes, bytes]):
     """A record as the cache holds it: equal to the fields Redis holds (less its bookkeeping,
-    codec.BOOKKEEPING_FIELDS), plus, once a read needed them, the composed lean JSON and the parsed
-    metadata (a cached record never changes; a write puts a new one), so that further hits only
-    decode the context."""
+    codec.BOOKKEEPING_FIELDS), plus, once a read needed them, the composed lean JSON, the parsed
+    metadata and the context as MessagePack (a cached record never changes; a write puts a new
+    one), so that further hits only decode the context, from its faster form."""
 
     lean: bytes | None = None
     meta: dict[str, Any] | None = None
+    #: the context as MessagePack once a read decoded it (codec.pack_context; b"": it cannot be)
+    packed: bytes | None = None
 
 
 class _Write:
