@@ -292,8 +292,6 @@ class CoreBase(CacheCoherence):
         """The record's context alone (what a Session would hold, without making the Session or
         parsing the metadata's values)."""
         try:
-            if isinstance(record, CachedRecord) and record.packed:  # a hit after the first
-                return codec.unpack_context(record.packed)
             return self._decoded(record, self._lean(record, user_id))
         except codec.CorruptRecord as exc:
             raise self._undecodable_record(user_id, session_id, exc) from exc
