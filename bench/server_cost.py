@@ -107,6 +107,25 @@ def operations(url: str, prefix: str) -> dict[str, dict[str, Callable[[], Any]]]
             "pydantic+JSON": lambda: pyd.delete(USER, pdoomed.pop()),
             "_prepare": prepare_deletes,  # type: ignore[dict-item]
         },
+        # what a script pays to take in its arguments before a line of it runs: Lua copies each
+        # into its heap (and its garbage collector then works in proportion)
+        "a script that only returns 1": argument_costs(redis.Redis.from_url(url)),
+    }
+
+
+def argument_costs(client: redis.Redis) -> dict[str, Callable[[], Any]]:
+    """EVALSHA of ``return 1`` with one argument of 200 B, 4.5 KB (an update's changed user
+    model) and 40 KB: the script's cost for its arguments alone."""
+    sha = client.script_load("return 1")
+
+    def call(size: int) -> Callable[[], Any]:
+        argument = b"x" * size
+        return lambda: client.evalsha(sha, 0, argument)
+
+    return {
+        "one argument of 200 B": call(200),
+        "one of 4.5 KB": call(4500),
+        "one of 40 KB": call(40_000),
     }
 
 
