@@ -62,6 +62,22 @@ def test_another_stores_write_evicts_my_cached_entry(store_factory: StoreFactory
     assert a.stats().invalidations_received == 0  # a ignores its own announcements
 
 
+def test_a_burst_of_writes_evicts_every_entry(store_factory: StoreFactory) -> None:
+    """Announcements that arrive together are each read: the listener takes the first, waits
+    LISTEN_BATCH, then drains the rest in the same wake-up (a sync store reads them off the
+    connection itself, see InvalidationListener._waiting)."""
+    prefix = f"inv{uuid.uuid4().hex[:8]}"
+    a, b = store_factory(key_prefix=prefix), store_factory(key_prefix=prefix)
+    sids = [a.create_session("alice", initial_context={"session_goal": "v1"}) for _ in range(40)]
+    assert all(goal(b, sid) == "v1" for sid in sids)
+    assert all(goal(b, sid) == "v1" for sid in sids)  # each one now a hit in b's cache
+    for sid in sids:
+        ctx = TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="v2")
+        assert a.update_session_context(sid, "alice", ctx)
+    for sid in sids:
+        eventually(lambda sid=sid: goal(b, sid), "v2")
+
+
 def test_without_invalidation_the_cache_would_serve_stale_data(store_factory: StoreFactory) -> None:
     """The control: with invalidation off, the same sequence reads stale (so the test above can fail)."""
     prefix = f"inv{uuid.uuid4().hex[:8]}"
