@@ -18,7 +18,9 @@ def server(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    with EmbeddedRedis() as embedded:
+    # in a session of its own: the CPU shared between Redis and the benchmark as between two
+    # programs, not as one more thread of the benchmark (see EmbeddedRedis's own_session)
+    with EmbeddedRedis(own_session=True) as embedded:
         yield embedded.url
 
 
