@@ -5,7 +5,10 @@
 Each of N threads (one sync store shared by all, as in a threaded app server) updates a session
 of its own, alternating two contexts that differ by one quiz outcome, with the cache on (the app
 read the session first); the floor sends the very same requests with raw redis-py (one client
-shared by the threads, a new request id each call). The same with N asyncio tasks on one
+shared by the threads, a new request id each call). Beside "ours", two variants show what part of
+the gap two of its parts take: the same store with invalidation off (no listener thread taking
+the GIL for the announcements it hears), and on a plain connection pool (from_url's blocking pool,
+which makes a burst wait for a connection rather than fail, costs more per request). The same with N asyncio tasks on one
 AsyncSessionStore against redis.asyncio. The floor and ours alternate in ROUNDS rounds; reports
 the median updates per second of each and their ratio. Used by bench/run.py; runs alone too.
 """
@@ -61,9 +64,16 @@ def _contexts(store: SessionStore, user: str, sid: Any) -> tuple[Any, Any]:
 ROUNDS = 5
 
 
-def _alternate(measure: Callable[[str], float], seconds: float) -> dict[str, float]:
-    """{"floor": updates/s, "ours": updates/s}: medians of ROUNDS alternating rounds."""
-    rates: dict[str, list[float]] = {"floor": [], "ours": []}
+#: what "ours" is made of, measured beside it (threads): the same store without the invalidation
+#: listener, and on a plain (non-blocking) connection pool instead of from_url's blocking one
+WITHOUT_LISTENER, PLAIN_POOL = "ours, invalidation off", "ours, plain pool"
+
+
+def _alternate(
+    measure: Callable[[str], float], seconds: float, names: tuple[str, ...] = ("floor", "ours")
+) -> dict[str, float]:
+    """{name: updates/s}: medians of ROUNDS alternating rounds."""
+    rates: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(ROUNDS):
         for name, values in rates.items():
             values.append(measure(name))
@@ -97,19 +107,33 @@ def threads(url: str, n: int, seconds: float) -> dict[str, float]:
 
     prefix = f"scale{uuid.uuid4().hex[:6]}"
     store = SessionStore.from_url(url, config=StoreConfig(key_prefix=prefix))
+    # each variant on a key prefix (and so an invalidation channel) of its own: no listener
+    # hears the writes of a variant measured beside it
+    stores = {
+        "ours": store,
+        WITHOUT_LISTENER: SessionStore.from_url(
+            url, config=StoreConfig(key_prefix=f"{prefix}n", invalidation=False)
+        ),
+        PLAIN_POOL: SessionStore(
+            redis.Redis.from_url(url, max_connections=n + 4),
+            config=StoreConfig(key_prefix=f"{prefix}p"),
+            owns_client=True,
+        ),
+    }
     raw = redis.Redis.from_url(url, max_connections=n + 4)
     shas = {name: raw.script_load(script_source(name)) for name in ScriptName}
     counter = itertools.count()
 
-    def session(i: int) -> tuple[str, Any, tuple[Any, Any]]:
+    def session(i: int, owner: SessionStore = store) -> tuple[str, Any, tuple[Any, Any]]:
         user = f"scale-{i}"
-        sid = store.create_session(user, initial_context=realistic_context(user))
-        return user, sid, _contexts(store, user, sid)
+        sid = owner.create_session(user, initial_context=realistic_context(user))
+        return user, sid, _contexts(owner, user, sid)  # read: cached, as in an app
 
-    def ours(i: int) -> Callable[[], Any]:
-        user, sid, (a, b) = session(i)
+    def ours(i: int, variant: str) -> Callable[[], Any]:
+        writer = stores[variant]
+        user, sid, (a, b) = session(i, writer)
         turn = itertools.cycle((a, b))
-        return lambda: store.update_session_context(sid, user, next(turn))
+        return lambda: writer.update_session_context(sid, user, next(turn))
 
     def floor(i: int) -> Callable[[], Any]:
         user, sid, contexts = session(i)
@@ -122,9 +146,13 @@ def threads(url: str, n: int, seconds: float) -> dict[str, float]:
 
         return applies(call)
 
-    calls = {"floor": [floor(i) for i in range(n)], "ours": [ours(i) for i in range(n)]}
-    out = _alternate(lambda name: _run_threads(calls[name], seconds / ROUNDS), seconds)
-    store.close()
+    calls = {"floor": [floor(i) for i in range(n)]}
+    calls.update({variant: [ours(i, variant) for i in range(n)] for variant in stores})
+    out = _alternate(
+        lambda name: _run_threads(calls[name], seconds / ROUNDS), seconds, tuple(calls)
+    )
+    for each in stores.values():
+        each.close()
     raw.close()
     return out
 
@@ -213,13 +241,18 @@ def scaling(url: str, seconds: float) -> dict[str, dict[str, float]]:
 
 def table(rows: dict[str, dict[str, float]]) -> list[str]:
     lines = [
-        "| writers | raw redis-py updates/s | ours updates/s | ours / raw |",
-        "| --- | ---: | ---: | ---: |",
+        "| writers | raw redis-py updates/s | ours updates/s | ours / raw | "
+        f"{WITHOUT_LISTENER} / raw | {PLAIN_POOL} / raw |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in rows.items():
+        parts = [
+            f"{row[variant] / row['floor']:.2f}" if variant in row else "-"
+            for variant in (WITHOUT_LISTENER, PLAIN_POOL)
+        ]
         lines.append(
             f"| {name} | {row['floor']:,.0f} | {row['ours']:,.0f} | "
-            f"{row['ours'] / row['floor']:.2f} |"
+            f"{row['ours'] / row['floor']:.2f} | {' | '.join(parts)} |"
         )
     return lines
 
