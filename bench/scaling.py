@@ -8,9 +8,9 @@ read the session first); the floor sends the very same requests with raw redis-p
 shared by the threads, a new request id each call). Beside "ours", two variants show what part of
 the gap two of its parts take: the same store with invalidation off (no listener thread taking
 the GIL for the announcements it hears), and on a plain connection pool (from_url's blocking pool,
-which makes a burst wait for a connection rather than fail, costs more per request). The same with N asyncio tasks on one
-AsyncSessionStore against redis.asyncio. The floor and ours alternate in ROUNDS rounds; reports
-the median updates per second of each and their ratio. Used by bench/run.py; runs alone too.
+which makes a burst wait for a connection rather than fail, costs more per request). The same
+with N asyncio tasks on one AsyncSessionStore against redis.asyncio. The floor and ours alternate
+in ROUNDS rounds; reports the median updates per second of each and their ratio. Used by bench/run.py; runs alone too.
 """
 
 from __future__ import annotations
