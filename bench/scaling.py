@@ -5,11 +5,10 @@
 Each of N threads (one sync store shared by all, as in a threaded app server) updates a session
 of its own, alternating two contexts that differ by one quiz outcome, with the cache on (the app
 read the session first); the floor sends the very same requests with raw redis-py (one client
-shared by the threads, a new request id each call). Beside "ours", two variants show what part of
-the gap two of its parts take: the same store with invalidation off (no listener thread taking
-the GIL for the announcements it hears), and on a plain connection pool (from_url's blocking pool,
-which makes a burst wait for a connection rather than fail, costs more per request). The same
-with N asyncio tasks on one AsyncSessionStore against redis.asyncio. The floor and ours alternate
+shared by the threads, a new request id each call). Beside "ours", a variant shows what part of
+the gap the invalidation listener takes: the same store with invalidation off (no listener thread
+taking the GIL for the announcements it hears). The same with N asyncio tasks on one
+AsyncSessionStore against redis.asyncio. The floor and ours alternate
 in ROUNDS rounds; reports the median updates per second of each and their ratio. Used by bench/run.py; runs alone too.
 """
 
@@ -65,8 +64,8 @@ ROUNDS = 5
 
 
 #: what "ours" is made of, measured beside it (threads): the same store without the invalidation
-#: listener, and on a plain (non-blocking) connection pool instead of from_url's blocking one
-WITHOUT_LISTENER, PLAIN_POOL = "ours, invalidation off", "ours, plain pool"
+#: listener
+WITHOUT_LISTENER = "ours, invalidation off"
 
 
 def _alternate(
@@ -113,11 +112,6 @@ def threads(url: str, n: int, seconds: float) -> dict[str, float]:
         "ours": store,
         WITHOUT_LISTENER: SessionStore.from_url(
             url, config=StoreConfig(key_prefix=f"{prefix}n", invalidation=False)
-        ),
-        PLAIN_POOL: SessionStore(
-            redis.Redis.from_url(url, max_connections=n + 4),
-            config=StoreConfig(key_prefix=f"{prefix}p"),
-            owns_client=True,
         ),
     }
     raw = redis.Redis.from_url(url, max_connections=n + 4)
@@ -242,13 +236,13 @@ def scaling(url: str, seconds: float) -> dict[str, dict[str, float]]:
 def table(rows: dict[str, dict[str, float]]) -> list[str]:
     lines = [
         "| writers | raw redis-py updates/s | ours updates/s | ours / raw | "
-        f"{WITHOUT_LISTENER} / raw | {PLAIN_POOL} / raw |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"{WITHOUT_LISTENER} / raw |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, row in rows.items():
         parts = [
             f"{row[variant] / row['floor']:.2f}" if variant in row else "-"
-            for variant in (WITHOUT_LISTENER, PLAIN_POOL)
+            for variant in (WITHOUT_LISTENER,)
         ]
         lines.append(
             f"| {name} | {row['floor']:,.0f} | {row['ours']:,.0f} | "

@@ -44,6 +44,7 @@ class InvalidationListener:
     _listener: Any
     _stopping: bool
     _stop_message: bytes
+    _gate: Any
 
     def _watch_forks(self) -> None:
         """Be given a new identity in a child process after a fork (see ``_forked``)."""
@@ -51,10 +52,13 @@ class InvalidationListener:
 
     def _forked(self) -> None:
         """In a child process after a fork (an app server that made its store before forking its
-        workers): the core takes a new origin (see ``StoreCore.forked``); the parent's listener, a
-        thread or a task, did not come along, so the child subscribes before its first operation,
-        with a stop message of its own (the parent's closing must not stop the child's)."""
+        workers): the core takes a new origin (see ``StoreCore.forked``) and the gate to the
+        connections has every place free again; the parent's listener, a thread or a task, did
+        not come along, so the child subscribes before its first operation, with a stop message
+        of its own (the parent's closing must not stop the child's)."""
         self._core.forked()
+        if self._gate is not None:  # the threads that held places did not come along
+            self._gate = self._gate.fresh()
         self._listener = None
         self._stopping = False
         self._stop_message = b"stop:" + uuid.uuid4().hex.encode()

@@ -19,6 +19,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     ClassVar,
+    Final,
     TypeVar,
 )
 
@@ -26,6 +27,7 @@ import redis.exceptions as rex
 from redis.backoff import ExponentialWithJitterBackoff
 
 from ._corebase import FolderSource, StoreStats, translate_error
+from ._gate import AsyncGate, Gate, any_gate, gate_size
 from ._listener import InvalidationListener
 from ._observe import StoreObserver, default_observer, needs_start, watch
 from ._transport import Sender, closer, settle
@@ -56,15 +58,20 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Connection settings ``from_url`` uses unless told otherwise: fail in seconds, not minutes, and
-#: let a burst of concurrent calls wait for one of ``max_connections`` (redis-py's default pools
-#: raise "Too many connections" past 100 at once instead of waiting).
+#: let a burst of concurrent calls wait, first come first served, for one of ``max_connections``
+#: (redis-py's default pools raise "Too many connections" past 100 at once instead of waiting,
+#: and its blocking pools can pass a waiter over until it times out: see ``_gate``).
 DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
     "socket_timeout": 5.0,
     "socket_connect_timeout": 2.0,
     "health_check_interval": 30,
-    "max_connections": 64,
-    "timeout": 5.0,  # seconds a call waits for a free connection before StoreUnavailable
+    "max_connections": 64,  # Redis requests in flight at once (the store's gate)
+    "timeout": 5.0,  # seconds a call waits for a free connection before StoreBusy
 }
+
+
+#: requests that do not go to Redis: they take no place at the gate
+_LOCAL: Final = (Sleep, Apply, LoadFolder)
 
 
 def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -82,7 +89,7 @@ class StoreBase(InvalidationListener):
     """The store, less the choice of redis-py flavour (sync or asyncio) made by its subclasses."""
 
     is_async: ClassVar[bool]
-    #: The redis-py client, blocking pool and Retry classes ``from_url`` uses.
+    #: The redis-py client, pool and Retry classes ``from_url`` uses.
     _client_class: ClassVar[Any]
     _pool_class: ClassVar[Any]
 
@@ -117,6 +124,16 @@ class StoreBase(InvalidationListener):
         self._owns_client = owns_client
         # the invalidation listener (see _listen): started before the first round trip
         self._needs_listener = not self._core.cache_serving
+        # first come, first served for the client's pool, less the listener's connection
+        pool = getattr(client, "connection_pool", None)
+        size = gate_size(pool, listening=self._needs_listener)
+        self._gate: Gate | AsyncGate | None = (
+            None
+            if size is None
+            else any_gate(
+                self.is_async, size, getattr(pool, "timeout", DEFAULT_CLIENT_OPTIONS["timeout"])
+            )
+        )
         self._listener: Any = None
         self._stopping = False
         self._closed = False
@@ -139,19 +156,25 @@ class StoreBase(InvalidationListener):
     ) -> Self:
         """A store on a new client for ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-        The client has a blocking connection pool: ``client_options`` go to redis-py's
-        ``BlockingConnectionPool.from_url`` over DEFAULT_CLIENT_OPTIONS and three retries with
-        jittered backoff (at most ~1 s in all). Raises InvalidInput for a malformed URL. The store
-        closes this client (and its pool) when it is closed.
+        ``client_options`` go to redis-py's ``ConnectionPool.from_url`` over DEFAULT_CLIENT_OPTIONS
+        and three retries with jittered backoff (at most ~1 s in all), but for two the store keeps:
+        ``max_connections``, how many Redis requests it has in flight at once, and ``timeout``, how
+        long a call waits for one of them to come free (first come, first served) before
+        StoreBusy. The pool holds two more connections: the invalidation listener's, and one for
+        ``close``. Raises InvalidInput for a malformed URL or a ``max_connections`` below 1. The
+        store closes this client (and its pool) when it is closed.
         """
         retry = cls._retry_class(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
         options = {**DEFAULT_CLIENT_OPTIONS, "retry": retry, **client_options}
+        size, wait = options.pop("max_connections"), options.pop("timeout")
+        if type(size) is not int or size < 1:
+            raise InvalidInput(f"max_connections must be an integer of at least 1, got {size!r}")
         try:
-            pool = cls._pool_class.from_url(url, **options)
+            pool = cls._pool_class.from_url(url, max_connections=size + 2, **options)
         except ValueError as exc:
             raise InvalidInput(f"invalid Redis URL {url!r}: {exc}") from exc
         client = cls._client_class.from_pool(pool)
-        return cls(
+        store = cls(
             client,
             config=config,
             clock=clock,
@@ -159,6 +182,8 @@ class StoreBase(InvalidationListener):
             owns_client=True,
             observer=observer,
         )
+        store._gate = any_gate(cls.is_async, size, wait)
+        return store
 
     @property
     def config(self) -> StoreConfig:
@@ -223,6 +248,18 @@ class StoreBase(InvalidationListener):
             op.close()
 
     async def _perform(self, request: Request) -> Any:
+        """One request, through the gate when it goes to Redis (see ``_gate``)."""
+        gate = self._gate
+        if gate is None or isinstance(request, _LOCAL):
+            return await self._request(request)
+        if not gate.try_enter():  # every connection in use: wait in line
+            await settle(gate.wait())
+        try:
+            return await self._request(request)
+        finally:
+            gate.leave()
+
+    async def _request(self, request: Request) -> Any:
         """One request, one round trip."""
         client = self._client
         # the two requests of every operation, sent the short way (see _transport)

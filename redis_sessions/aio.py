@@ -30,7 +30,7 @@ class AsyncSessionStore(_AsyncAPI):
 
     is_async = True
     _client_class = redis.asyncio.Redis
-    _pool_class = redis.asyncio.BlockingConnectionPool
+    _pool_class = redis.asyncio.ConnectionPool
     _retry_class = Retry
 
     async def aclose(self) -> None:

@@ -7,6 +7,8 @@
     ├── SessionNotFound                an operation that must change a session found none (append_message);
     │                                  also a LookupError. Reads return None / False instead
     ├── StoreUnavailable               Redis could not be reached or timed out; never reads as "not found"
+    │   └── StoreBusy                  no connection of the store came free in time: every one stayed
+    │                                  in use (``max_connections``); nothing was sent
     ├── StoreClosed                    the store was closed: nothing is served, no connection is opened
     ├── CorruptData                    a key of the store holds what it cannot use (a record that does
     │                                  not decode, a key of another type); nothing was written.
@@ -25,6 +27,7 @@ __all__ = [
     "InvalidInput",
     "SessionNotFound",
     "SessionStoreError",
+    "StoreBusy",
     "StoreClosed",
     "StoreUnavailable",
     "VersionConflict",
@@ -63,6 +66,13 @@ class SessionNotFound(SessionStoreError, LookupError):
 
 class StoreUnavailable(SessionStoreError):
     """Redis could not be reached, or did not answer in time."""
+
+
+class StoreBusy(StoreUnavailable):
+    """No connection of the store came free within the wait allowed (the client option
+    ``timeout``): all ``max_connections`` stayed in use. The request was not sent. Callers wait
+    their turn first come, first served, so this means Redis is slow or the app makes more calls
+    at once than the store has connections, not that one caller was passed over."""
 
 
 class CorruptData(SessionStoreError):

@@ -27,7 +27,7 @@ class SessionStore(_SyncAPI):
 
     is_async = False
     _client_class = redis.Redis
-    _pool_class = redis.BlockingConnectionPool
+    _pool_class = redis.ConnectionPool
     _retry_class = Retry
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ PUBLIC = {
     "SessionStoreError",
     "StoreConfig",
     "StoreStats",
+    "StoreBusy",
     "StoreClosed",
     "StoreUnavailable",
     "TutorContext",
