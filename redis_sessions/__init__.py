@@ -15,6 +15,7 @@ from .exceptions import (
     StoreClosed,
     StoreUnavailable,
     VersionConflict,
+    WrongEventLoop,
 )
 from .models import (
     AnalysisResult,
@@ -63,4 +64,5 @@ __all__ = [
     "UserModelState",
     "ValidationResult",
     "VersionConflict",
+    "WrongEventLoop",
 ]

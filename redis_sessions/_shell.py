@@ -218,6 +218,8 @@ class StoreBase(InvalidationListener):
         if self._closed:
             op.close()
             raise StoreClosed("the store is closed: make a new one to go on")
+        if self.is_async:
+            self._check_loop(op)
         if self._needs_listener:
             await self._start_listening()
         if self._observer is not None:  # the one cost of observability without an observer
@@ -246,6 +248,9 @@ class StoreBase(InvalidationListener):
             return result
         finally:
             op.close()
+
+    def _check_loop(self, op: Op[Any]) -> None:
+        """An asyncio store's check that it runs in its own event loop (see aio)."""
 
     async def _perform(self, request: Request) -> Any:
         """One request, through the gate when it goes to Redis (see ``_gate``)."""
@@ -327,6 +332,13 @@ class StoreBase(InvalidationListener):
             if isinstance(reply, Exception):
                 raise reply
         return replies
+
+    def _abandon(self) -> None:
+        """Close without a round trip (an asyncio store closed from another loop than its own):
+        every operation raises StoreClosed, nothing cached is served, the listener stops at its
+        next look at the flag."""
+        self._closed = self._stopping = True
+        self._core.set_listening(False, dropped=False)
 
     async def _close(self) -> None:
         """close() / aclose(): once; later calls do nothing."""

@@ -19,6 +19,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 
 from ._async_api import _AsyncAPI
+from .exceptions import WrongEventLoop
 
 
 class AsyncSessionStore(_AsyncAPI):
@@ -32,11 +33,37 @@ class AsyncSessionStore(_AsyncAPI):
     _client_class = redis.asyncio.Redis
     _pool_class = redis.asyncio.ConnectionPool
     _retry_class = Retry
+    #: the event loop the store was first used in: its connections and listener live there
+    _loop: asyncio.AbstractEventLoop | None = None
 
     async def aclose(self) -> None:
         """Stop the invalidation listener, empty the cache, and close the client if the store made
-        it (``from_url``). Every operation after this raises StoreClosed; closing again is fine."""
+        it (``from_url``). Every operation after this raises StoreClosed; closing again is fine.
+
+        Called in another event loop than the store's own (that one closed, say), it makes no
+        round trip: the listener stops by itself within a second if its loop still runs, and the
+        connections, which belong to that loop, are left to it."""
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            self._abandon()
+            return
         await self._close()
+
+    def _check_loop(self, op: Any) -> None:
+        """Bind the store to the loop of its first operation; refuse any other, with a clear
+        error rather than redis.asyncio's "Event loop is closed" from deep inside a read."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        if self._loop is None:
+            self._loop = loop
+            return
+        op.close()
+        state = "closed" if self._loop.is_closed() else "still open"
+        raise WrongEventLoop(
+            f"this AsyncSessionStore belongs to the event loop it was first used in ({state}), "
+            "not the one running now: its connections and its listener live there. Make one store "
+            "per event loop, inside it (in the app's startup, or in a test's fixture)"
+        )
 
     def _sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
         return asyncio.sleep(seconds)

@@ -10,6 +10,8 @@
     │   └── StoreBusy                  no connection of the store came free in time: every one stayed
     │                                  in use (``max_connections``); nothing was sent
     ├── StoreClosed                    the store was closed: nothing is served, no connection is opened
+    ├── WrongEventLoop                 an AsyncSessionStore used in another event loop than its own
+    │                                  (also a RuntimeError); nothing was sent
     ├── CorruptData                    a key of the store holds what it cannot use (a record that does
     │                                  not decode, a key of another type); nothing was written.
     │                                  ``redis-sessions check`` reports it, ``--drop-corrupt`` removes it
@@ -31,6 +33,7 @@ __all__ = [
     "StoreClosed",
     "StoreUnavailable",
     "VersionConflict",
+    "WrongEventLoop",
 ]
 
 
@@ -93,6 +96,15 @@ class CorruptData(SessionStoreError):
 
 class StoreClosed(SessionStoreError):
     """An operation was called on a store after ``close()`` / ``aclose()``."""
+
+
+class WrongEventLoop(SessionStoreError, RuntimeError):
+    """An AsyncSessionStore was called in another event loop than the one it was first used in.
+
+    Its connections, its invalidation listener and anyone waiting for a connection belong to that
+    loop (redis.asyncio's connections cannot move), so nothing was sent. Make one store per event
+    loop, inside it: in the app's startup, or in a test's fixture (pytest-asyncio gives each test
+    a loop of its own). ``aclose()`` still works from any loop."""
 
 
 class BackendError(SessionStoreError):

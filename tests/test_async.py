@@ -93,7 +93,7 @@ def test_hundreds_of_concurrent_coroutines_lose_no_write(real_servers: dict) -> 
 
             prefix = f"crowd{uuid.uuid4().hex[:6]}"
             config = StoreConfig(key_prefix=prefix)
-            if b.real:  # from_url's blocking pool of 64: the 300 coroutines wait their turn
+            if b.real:  # from_url's gate of 64: the 300 coroutines wait their turn
                 store = AsyncSessionStore.from_url(server_for(b, real_servers).url, config=config)
             else:  # fakeredis' pool fails past its cap instead of waiting
                 fake = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), max_connections=1000)

@@ -46,6 +46,7 @@ PUBLIC = {
     "UserModelState",
     "ValidationResult",
     "VersionConflict",
+    "WrongEventLoop",
 }
 
 
