@@ -45,6 +45,7 @@ class InvalidationListener:
     _stopping: bool
     _stop_message: bytes
     _gate: Any
+    _sender: Any
 
     def _watch_forks(self) -> None:
         """Be given a new identity in a child process after a fork (see ``_forked``)."""
@@ -57,6 +58,7 @@ class InvalidationListener:
         not come along, so the child subscribes before its first operation, with a stop message
         of its own (the parent's closing must not stop the child's)."""
         self._core.forked()
+        self._sender.forget_parked()
         if self._gate is not None:  # the threads that held places did not come along
             self._gate = self._gate.fresh()
         self._listener = None

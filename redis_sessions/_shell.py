@@ -120,7 +120,7 @@ class StoreBase(InvalidationListener):
             raise InvalidInput("an async folder source needs AsyncSessionStore")
         self._core = StoreCore(config, clock=clock, folder_source=folder_source)
         self._client = client
-        self._sender = Sender(client, is_async=self.is_async)
+        self._sender = Sender(client, is_async=self.is_async, park=owns_client)
         self._owns_client = owns_client
         # the invalidation listener (see _listen): started before the first round trip
         self._needs_listener = not self._core.cache_serving
@@ -278,6 +278,8 @@ class StoreBase(InvalidationListener):
                 return await self._sender.send(*args)
         if type(request) is Command:
             return await self._sender.send(*request.args)
+        if isinstance(request, (ScriptBatch, Pipeline, ScanBatch)):
+            await self._sender.unpark_one()  # it takes a connection from the pool itself
         if isinstance(request, ScriptBatch):
             return await self._script_batch(request)
         if isinstance(request, Pipeline):
@@ -348,6 +350,7 @@ class StoreBase(InvalidationListener):
         await self._stop_listening()
         self._core.set_listening(False, dropped=False)  # nothing cached is served again
         if self._owns_client:
+            await self._sender.unpark_all()
             await settle(closer(self._client)())
 
     async def _scan(self, request: ScanBatch) -> tuple[Any, list[Any]]:

@@ -18,6 +18,13 @@ differently: a client that is not a plain ``redis.Redis`` / ``redis.asyncio.Redi
 a pool with redis-py's client-side cache, or an ``execute_command`` that was wrapped after the
 fact (``opentelemetry-instrumentation-redis`` does so, and its spans must nest under the store's).
 
+A store that owns its client (``from_url``) also keeps the connections it used between its calls
+(*parked*, :meth:`Sender.send`) instead of handing each back to redis-py's pool and taking one
+again: redis-py 8's ``get_connection`` and ``release`` (a lock, four connection-count records, an
+event dispatch) cost about 16 µs of a 125 µs cache miss (measured, bench/results.md). What the pool
+checks on handing out a connection is still checked (data waiting on it or a closed socket: it is
+reconnected). A client passed in is shared with the app: its connections go back to the pool.
+
 The sync store's driver runs it as a coroutine that never waits (see ``_shell``): each redis-py
 call returns its result, not an awaitable, so one body serves both clients.
 """
@@ -77,9 +84,16 @@ async def _send_and_read_async(connection: Any, packed: list[bytes]) -> Any:
 
 
 class Sender:
-    """``send(*args)``: one command's reply, as ``client.execute_command(*args)`` gives it."""
+    """``send(*args)``: one command's reply, as ``client.execute_command(*args)`` gives it.
 
-    def __init__(self, client: Any, *, is_async: bool) -> None:
+    ``park``: keep the connections between calls (only for a client the store owns, whose pool
+    nobody else draws on; see the module's docstring). Parked connections and those in use never
+    number more than the most requests the store had in flight at once, which its gate bounds by
+    the pool's size: a request that takes a connection from the pool itself (a pipeline, a SCAN)
+    first hands one parked connection back (:meth:`unpark_one`).
+    """
+
+    def __init__(self, client: Any, *, is_async: bool, park: bool = False) -> None:
         self._client = client
         self._is_async = is_async
         pool = getattr(client, "connection_pool", None)
@@ -103,6 +117,8 @@ class Sender:
         self._pack = _hiredis_pack if (direct and utf8 and strict) else None
         #: redis-py 7+ connections can be told of server maintenance (should_reconnect)
         self._maintenance = hasattr(getattr(pool, "connection_class", None), "should_reconnect")
+        self._parking = park and self._pool is not None
+        self._parked: list[Any] = []
 
     @property
     def direct(self) -> bool:
@@ -116,9 +132,8 @@ class Sender:
         if pool is None or not _unwrapped(self._client):
             reply = self._client.execute_command(*args)
             return (await reply) if self._is_async else reply
-        connection = pool.get_connection()
-        if self._is_async:
-            connection = await connection
+        connection = await self._take(pool)
+        read = False
         try:
             packed = [self._pack(args)] if self._pack else connection.pack_command(*args)
             retry = connection.retry
@@ -132,13 +147,56 @@ class Sender:
                     lambda: connection.send_packed_command(packed) or connection.read_response(),
                     lambda _error: connection.disconnect(),
                 )
+            read = True
         finally:
             if self._maintenance and connection.should_reconnect():  # the server announced it
                 closed = connection.disconnect()
                 if self._is_async:
                     await closed
-            released = pool.release(connection)
-            if self._is_async:
-                await released
+            if read and self._parking:  # its reply was read whole: nothing is left on it
+                self._parked.append(connection)
+            else:  # an error or a cancellation: redis-py's pool checks it before its next use
+                released = pool.release(connection)
+                if self._is_async:
+                    await released
         callback = self._callbacks.get(args[0])
         return reply if callback is None else callback(reply)
+
+    async def _take(self, pool: Any) -> Any:
+        """A parked connection, checked as the pool checks the ones it hands out, or the pool's."""
+        try:
+            connection = self._parked.pop()
+        except IndexError:  # none parked (or another thread took the last one)
+            connection = pool.get_connection()
+            return (await connection) if self._is_async else connection
+        try:
+            stale = connection.can_read()  # a reply nobody asked for, or the server hung up
+            if self._is_async:
+                stale = await stale
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            stale = True
+        if stale:  # the next send connects afresh (and raises as usual if it cannot)
+            closed = connection.disconnect()
+            if self._is_async:
+                await closed
+        return connection
+
+    async def unpark_one(self) -> None:
+        """Hand one parked connection back to the pool (before a request that takes its own)."""
+        try:
+            connection = self._parked.pop()
+        except IndexError:
+            return
+        released = self._pool.release(connection)
+        if self._is_async:
+            await released
+
+    async def unpark_all(self) -> None:
+        """Hand every parked connection back to the pool (the store is closing)."""
+        while self._parked:
+            await self.unpark_one()
+
+    def forget_parked(self) -> None:
+        """In a child process after a fork: the parked connections are the parent's sockets (the
+        pool forgets them too, on its next use); they are dropped, never closed from here."""
+        self._parked = []

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig
+from redis_sessions.requests import Command
 from redis_sessions.samples import realistic_context
 
 from .conftest import delete_prefix
@@ -143,6 +144,25 @@ def test_a_child_listens_and_caches_on_its_own(real_backend_url: str, prefix: st
 
     # the parent's cache is not the child's: it starts empty and unused until the child listens
     assert in_child(work) == {"serving_at_start": False, "size_at_start": 0, "hit": True}
+    store.close()
+
+
+def test_a_child_never_sends_on_its_parents_connection(real_backend_url: str, prefix: str) -> None:
+    # the store keeps its connection between calls (parked, see _transport): a child sending on
+    # the parent's socket would read the parent's replies and the parent the child's
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+    sid = store.create_session(USER, initial_context=realistic_context(USER))
+    whose = Command(("CLIENT", "ID"))  # the server's id of the connection a request went on
+    parents = store._execute(whose)
+
+    def work() -> list[int]:
+        assert store.session_exists(sid, USER)
+        return [store._execute(whose), store._execute(whose)]
+
+    theirs = in_child(work)
+    assert theirs[0] == theirs[1] != parents  # a connection of its own, kept between its calls
+    assert store._execute(whose) == parents  # the parent's went on undisturbed
+    assert store.session_exists(sid, USER)
     store.close()
 
 
