@@ -21,9 +21,16 @@ fact (``opentelemetry-instrumentation-redis`` does so, and its spans must nest u
 A store that owns its client (``from_url``) also keeps the connections it used between its calls
 (*parked*, :meth:`Sender.send`) instead of handing each back to redis-py's pool and taking one
 again: redis-py 8's ``get_connection`` and ``release`` (a lock, four connection-count records, an
-event dispatch) cost about 16 µs of a 125 µs cache miss (measured, bench/results.md). What the pool
-checks on handing out a connection is still checked (data waiting on it or a closed socket: it is
-reconnected). A client passed in is shared with the app: its connections go back to the pool.
+event dispatch) cost about 12 µs of a 140 µs cache miss (measured, alternating). A connection
+that sat parked for CHECK_IDLE seconds or more is checked as the pool checks every connection it
+hands out (data waiting on it, or a server that hung up: it is reconnected first). One used more
+recently is not: the sync check is a system call, which lets go of the GIL, and with 8 threads
+each waiting to take it back cut the store's update throughput by a third (5,300 against 7,500-
+7,950 updates/s, three alternating runs). A server that hangs up within that second fails the
+send or the read instead, and the connection's retry sends the call again on a new connection
+(every write carries its request id: applied once, see lua/_lib.lua). An asyncio connection's
+check looks at its buffers without a system call: it is always made. A client passed in is shared
+with the app: its connections go back to the pool.
 
 The sync store's driver runs it as a coroutine that never waits (see ``_shell``): each redis-py
 call returns its result, not an awaitable, so one body serves both clients.
@@ -32,6 +39,7 @@ call returns its result, not an awaitable, so one body serves both clients.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from types import FunctionType
 from typing import Any, Final
@@ -83,6 +91,10 @@ async def _send_and_read_async(connection: Any, packed: list[bytes]) -> Any:
     return await connection.read_response()
 
 
+#: how long a connection may sit parked and still be used without a check first (seconds)
+CHECK_IDLE: Final = 1.0
+
+
 class Sender:
     """``send(*args)``: one command's reply, as ``client.execute_command(*args)`` gives it.
 
@@ -118,7 +130,9 @@ class Sender:
         #: redis-py 7+ connections can be told of server maintenance (should_reconnect)
         self._maintenance = hasattr(getattr(pool, "connection_class", None), "should_reconnect")
         self._parking = park and self._pool is not None
-        self._parked: list[Any] = []
+        self.check_idle = CHECK_IDLE
+        #: (connection, when it was parked: time.monotonic())
+        self._parked: list[tuple[Any, float]] = []
 
     @property
     def direct(self) -> bool:
@@ -154,7 +168,7 @@ class Sender:
                 if self._is_async:
                     await closed
             if read and self._parking:  # its reply was read whole: nothing is left on it
-                self._parked.append(connection)
+                self._parked.append((connection, time.monotonic()))
             else:  # an error or a cancellation: redis-py's pool checks it before its next use
                 released = pool.release(connection)
                 if self._is_async:
@@ -165,10 +179,12 @@ class Sender:
     async def _take(self, pool: Any) -> Any:
         """A parked connection, checked as the pool checks the ones it hands out, or the pool's."""
         try:
-            connection = self._parked.pop()
+            connection, parked_at = self._parked.pop()
         except IndexError:  # none parked (or another thread took the last one)
             connection = pool.get_connection()
             return (await connection) if self._is_async else connection
+        if not self._is_async and time.monotonic() - parked_at < self.check_idle:
+            return connection  # used within the second: see the module's docstring
         try:
             stale = connection.can_read()  # a reply nobody asked for, or the server hung up
             if self._is_async:
@@ -184,7 +200,7 @@ class Sender:
     async def unpark_one(self) -> None:
         """Hand one parked connection back to the pool (before a request that takes its own)."""
         try:
-            connection = self._parked.pop()
+            connection, _ = self._parked.pop()
         except IndexError:
             return
         released = self._pool.release(connection)

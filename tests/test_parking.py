@@ -2,14 +2,18 @@
 skipping redis-py's pool bookkeeping on each one; a client passed in gets its connections back.
 
 What redis-py's pool checks before handing a connection out is still checked before a parked one is
-used (a server that hung up: reconnected, without spending a retry); the pool is never drained by
-parked connections (a request that takes its own hands one back first); closing hands them all
-back. The fork case is in test_fork. On real servers, through the fault proxy where a link breaks.
+used once it sat idle for ``CHECK_IDLE`` (a server that hung up: reconnected, without spending a
+retry); within that time a sync store sends on it unchecked (the check's system call lets go of the
+GIL), and a server that hung up meanwhile costs a retry, the call applied once. The pool is never
+drained by parked connections (a request that takes its own hands one back first); closing hands
+them all back. The fork case is in test_fork. On real servers, through the fault proxy where a link
+breaks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig
+from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig, _transport
 from redis_sessions.embedded import EmbeddedRedis
 from redis_sessions.samples import realistic_context
 
@@ -111,9 +115,10 @@ def test_a_client_of_the_apps_gets_each_connection_back(
     client.close()
 
 
-def test_a_parked_connection_the_server_cut_is_reconnected_before_use(
-    real_server: EmbeddedRedis, prefix: str
+def test_an_idle_parked_connection_the_server_cut_is_reconnected_before_use(
+    real_server: EmbeddedRedis, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(_transport, "CHECK_IDLE", 0.05)
     # no retries: a command sent on the cut connection would fail the call
     options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0)}
     with fault_proxy(real_server.url) as proxy:
@@ -123,8 +128,50 @@ def test_a_parked_connection_the_server_cut_is_reconnected_before_use(
         sid = store.create_session(USER, initial_context=realistic_context(USER))
         for _ in range(3):
             proxy.cut_all()  # the parked connection is reset under the store
+            time.sleep(0.1)  # and sits idle past CHECK_IDLE
             assert store.session_exists(sid, USER)
         store.close()
+
+
+def test_a_connection_cut_right_after_its_use_costs_a_retry_and_writes_once(
+    real_server: EmbeddedRedis, prefix: str
+) -> None:
+    with fault_proxy(real_server.url) as proxy:
+        store = SessionStore.from_url(proxy.url, config=StoreConfig(key_prefix=prefix))
+        start = realistic_context(USER)
+        sid = store.create_session(USER, initial_context=start)
+        for version in range(1, 4):
+            context = store.get_session_context(sid, USER)
+            assert context is not None
+            context.high_cost_calls += 1
+            proxy.cut_all()  # within CHECK_IDLE of its last use: sent on unchecked, resent
+            assert store.update_session_context(sid, USER, context, expected_version=version)
+        session = store.get_session(sid, USER)
+        assert session is not None
+        assert session.version == 4
+        assert session.context.high_cost_calls == start.high_cost_calls + 3  # each once
+        store.close()
+
+
+def test_a_busy_sync_store_makes_no_check_between_calls(
+    real_backend_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = []
+    can_read = redis.connection.Connection.can_read
+
+    def counted(self: Any, timeout: float = 0) -> bool:
+        checks.append(self)
+        return can_read(self, timeout)
+
+    store = SessionStore.from_url(
+        real_backend_url, config=StoreConfig(key_prefix=prefix, cache_size=0)
+    )
+    sid = store.create_session(USER, initial_context=realistic_context(USER))
+    monkeypatch.setattr(redis.connection.Connection, "can_read", counted)
+    for _ in range(50):
+        assert store.session_exists(sid, USER)
+    assert checks == []  # no system call (and no GIL hand-over) before each send
+    store.close()
 
 
 def test_an_async_parked_connection_the_server_cut_is_resent_on(
