@@ -68,6 +68,16 @@ def real_backend_url(real_server: EmbeddedRedis) -> str:
     return real_server.url
 
 
+@pytest.fixture
+def real_prefix(real_backend_url: str) -> Iterator[str]:
+    """A key prefix of the test's own on the real server; what it wrote is deleted afterwards."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(real_backend_url)
+    delete_prefix(client, name)
+    client.close()
+
+
 class Clock:
     """A settable clock for ``clock=``: time moves only when a test moves it."""
 

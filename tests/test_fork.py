@@ -12,18 +12,14 @@ import os
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 
 from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig
 from redis_sessions.requests import Command
 from redis_sessions.samples import realistic_context
-
-from .conftest import delete_prefix
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform"),
@@ -71,17 +67,8 @@ def rewrite(store: SessionStore, sid: Any, **changes: Any) -> Callable[[], bool]
     return work
 
 
-@pytest.fixture
-def prefix(real_backend_url: str) -> Iterator[str]:
-    name = f"fk{uuid.uuid4().hex[:8]}"
-    yield name
-    client = redis.Redis.from_url(real_backend_url)
-    delete_prefix(client, name)
-    client.close()
-
-
-def test_children_draw_request_ids_of_their_own(real_backend_url: str, prefix: str) -> None:
-    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+def test_children_draw_request_ids_of_their_own(real_backend_url: str, real_prefix: str) -> None:
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=real_prefix))
     sid = store.create_session(USER, initial_context=realistic_context(USER))
     context = store.get_session_context(sid, USER)
     assert context is not None
@@ -93,7 +80,7 @@ def test_children_draw_request_ids_of_their_own(real_backend_url: str, prefix: s
     assert store.update_session_context(sid, USER, context)  # and the parent's next one
 
     with SessionStore.from_url(
-        real_backend_url, config=StoreConfig(key_prefix=prefix, cache_size=0)
+        real_backend_url, config=StoreConfig(key_prefix=real_prefix, cache_size=0)
     ) as fresh:
         session = fresh.get_session(sid, USER)
     assert session is not None
@@ -102,8 +89,8 @@ def test_children_draw_request_ids_of_their_own(real_backend_url: str, prefix: s
     store.close()
 
 
-def test_a_childs_write_evicts_the_parents_cache(real_backend_url: str, prefix: str) -> None:
-    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+def test_a_childs_write_evicts_the_parents_cache(real_backend_url: str, real_prefix: str) -> None:
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=real_prefix))
     sid = store.create_session(USER, initial_context=realistic_context(USER))
     assert store.get_session_context(sid, USER) is not None
     assert store.get_session_context(sid, USER) is not None
@@ -121,8 +108,8 @@ def test_a_childs_write_evicts_the_parents_cache(real_backend_url: str, prefix: 
     store.close()
 
 
-def test_a_child_listens_and_caches_on_its_own(real_backend_url: str, prefix: str) -> None:
-    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+def test_a_child_listens_and_caches_on_its_own(real_backend_url: str, real_prefix: str) -> None:
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=real_prefix))
     sid = store.create_session(USER, initial_context=realistic_context(USER))
     assert store.stats().cache_serving
 
@@ -147,10 +134,12 @@ def test_a_child_listens_and_caches_on_its_own(real_backend_url: str, prefix: st
     store.close()
 
 
-def test_a_child_never_sends_on_its_parents_connection(real_backend_url: str, prefix: str) -> None:
+def test_a_child_never_sends_on_its_parents_connection(
+    real_backend_url: str, real_prefix: str
+) -> None:
     # the store keeps its connection between calls (parked, see _transport): a child sending on
     # the parent's socket would read the parent's replies and the parent the child's
-    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=real_prefix))
     sid = store.create_session(USER, initial_context=realistic_context(USER))
     whose = Command(("CLIENT", "ID"))  # the server's id of the connection a request went on
     parents = store._execute(whose)
@@ -168,9 +157,9 @@ def test_a_child_never_sends_on_its_parents_connection(real_backend_url: str, pr
 
 @pytest.mark.parametrize("lock", ["store", "cache"])
 def test_a_lock_held_at_the_fork_does_not_hang_the_child(
-    real_backend_url: str, prefix: str, lock: str
+    real_backend_url: str, real_prefix: str, lock: str
 ) -> None:
-    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=real_prefix))
     sid = store.create_session(USER, initial_context=realistic_context(USER))
     held = store._core._lock if lock == "store" else store._core.cache._lock
     taken, release = threading.Event(), threading.Event()
@@ -191,8 +180,8 @@ def test_a_lock_held_at_the_fork_does_not_hang_the_child(
     store.close()
 
 
-def test_an_async_store_made_before_the_fork(real_backend_url: str, prefix: str) -> None:
-    config = StoreConfig(key_prefix=prefix)
+def test_an_async_store_made_before_the_fork(real_backend_url: str, real_prefix: str) -> None:
+    config = StoreConfig(key_prefix=real_prefix)
     with SessionStore.from_url(real_backend_url, config=config) as setup:
         sid = setup.create_session(USER, initial_context=realistic_context(USER))
     store = AsyncSessionStore.from_url(real_backend_url, config=config)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,19 +25,9 @@ from redis_sessions import AsyncSessionStore, SessionStore, StoreConfig, _transp
 from redis_sessions.embedded import EmbeddedRedis
 from redis_sessions.samples import realistic_context
 
-from .conftest import delete_prefix
 from .faultproxy import fault_proxy
 
 USER = "parker"
-
-
-@pytest.fixture
-def prefix(real_backend_url: str) -> Iterator[str]:
-    name = f"pk{uuid.uuid4().hex[:8]}"
-    yield name
-    client = redis.Redis.from_url(real_backend_url)
-    delete_prefix(client, name)
-    client.close()
 
 
 class CountedTakes:
@@ -61,9 +49,9 @@ def in_use(pool: Any) -> int:
 
 
 def test_an_owned_store_keeps_its_connection_between_calls(
-    real_backend_url: str, prefix: str
+    real_backend_url: str, real_prefix: str
 ) -> None:
-    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+    store = SessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=real_prefix))
     sid = store.create_session(USER, initial_context=realistic_context(USER))
     takes = CountedTakes(store.client.connection_pool)
     for _ in range(50):
@@ -75,10 +63,12 @@ def test_an_owned_store_keeps_its_connection_between_calls(
 
 
 def test_an_owned_async_store_keeps_its_connection_between_calls(
-    real_backend_url: str, prefix: str
+    real_backend_url: str, real_prefix: str
 ) -> None:
     async def main() -> None:
-        store = AsyncSessionStore.from_url(real_backend_url, config=StoreConfig(key_prefix=prefix))
+        store = AsyncSessionStore.from_url(
+            real_backend_url, config=StoreConfig(key_prefix=real_prefix)
+        )
         sid = await store.create_session(USER, initial_context=realistic_context(USER))
         takes = CountedTakes(store.client.connection_pool)
         for _ in range(50):
@@ -92,9 +82,9 @@ def test_an_owned_async_store_keeps_its_connection_between_calls(
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_a_client_of_the_apps_gets_each_connection_back(
-    real_backend_url: str, prefix: str, is_async: bool
+    real_backend_url: str, real_prefix: str, is_async: bool
 ) -> None:
-    config = StoreConfig(key_prefix=prefix, cache_size=0)  # no listener holds a connection
+    config = StoreConfig(key_prefix=real_prefix, cache_size=0)  # no listener holds a connection
 
     async def main() -> None:
         client = redis.asyncio.Redis.from_url(real_backend_url)
@@ -116,14 +106,14 @@ def test_a_client_of_the_apps_gets_each_connection_back(
 
 
 def test_an_idle_parked_connection_the_server_cut_is_reconnected_before_use(
-    real_server: EmbeddedRedis, prefix: str, monkeypatch: pytest.MonkeyPatch
+    real_server: EmbeddedRedis, real_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_transport, "CHECK_IDLE", 0.05)
     # no retries: a command sent on the cut connection would fail the call
     options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0)}
     with fault_proxy(real_server.url) as proxy:
         store = SessionStore.from_url(
-            proxy.url, config=StoreConfig(key_prefix=prefix, cache_size=0), **options
+            proxy.url, config=StoreConfig(key_prefix=real_prefix, cache_size=0), **options
         )
         sid = store.create_session(USER, initial_context=realistic_context(USER))
         for _ in range(3):
@@ -134,10 +124,10 @@ def test_an_idle_parked_connection_the_server_cut_is_reconnected_before_use(
 
 
 def test_a_connection_cut_right_after_its_use_costs_a_retry_and_writes_once(
-    real_server: EmbeddedRedis, prefix: str
+    real_server: EmbeddedRedis, real_prefix: str
 ) -> None:
     with fault_proxy(real_server.url) as proxy:
-        store = SessionStore.from_url(proxy.url, config=StoreConfig(key_prefix=prefix))
+        store = SessionStore.from_url(proxy.url, config=StoreConfig(key_prefix=real_prefix))
         start = realistic_context(USER)
         sid = store.create_session(USER, initial_context=start)
         for version in range(1, 4):
@@ -154,7 +144,7 @@ def test_a_connection_cut_right_after_its_use_costs_a_retry_and_writes_once(
 
 
 def test_a_busy_sync_store_makes_no_check_between_calls(
-    real_backend_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+    real_backend_url: str, real_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checks = []
     can_read = redis.connection.Connection.can_read
@@ -164,7 +154,7 @@ def test_a_busy_sync_store_makes_no_check_between_calls(
         return can_read(self, timeout)
 
     store = SessionStore.from_url(
-        real_backend_url, config=StoreConfig(key_prefix=prefix, cache_size=0)
+        real_backend_url, config=StoreConfig(key_prefix=real_prefix, cache_size=0)
     )
     sid = store.create_session(USER, initial_context=realistic_context(USER))
     monkeypatch.setattr(redis.connection.Connection, "can_read", counted)
@@ -175,7 +165,7 @@ def test_a_busy_sync_store_makes_no_check_between_calls(
 
 
 def test_an_async_parked_connection_the_server_cut_is_resent_on(
-    real_server: EmbeddedRedis, prefix: str
+    real_server: EmbeddedRedis, real_prefix: str
 ) -> None:
     # redis.asyncio's connections see a reset only when they use the socket (its pool's check
     # does not either): the connection's retry sends the call again, on a new connection, which
@@ -183,7 +173,7 @@ def test_an_async_parked_connection_the_server_cut_is_resent_on(
     async def main() -> None:
         with fault_proxy(real_server.url) as proxy:
             store = AsyncSessionStore.from_url(
-                proxy.url, config=StoreConfig(key_prefix=prefix, cache_size=0)
+                proxy.url, config=StoreConfig(key_prefix=real_prefix, cache_size=0)
             )
             sid = await store.create_session(USER, initial_context=realistic_context(USER))
             for _ in range(3):
@@ -198,13 +188,13 @@ def test_an_async_parked_connection_the_server_cut_is_resent_on(
 
 
 def test_requests_that_take_their_own_connection_do_not_drain_the_pool(
-    real_backend_url: str, prefix: str
+    real_backend_url: str, real_prefix: str
 ) -> None:
     # one place at the gate: the pool holds 3 (the store's, the listener's, one spare); the app
     # holds the spare, the store's first call parks its own, and a check (SCAN, then a pipeline)
     # takes connections from the pool itself
     store = SessionStore.from_url(
-        real_backend_url, config=StoreConfig(key_prefix=prefix), max_connections=1, timeout=1
+        real_backend_url, config=StoreConfig(key_prefix=real_prefix), max_connections=1, timeout=1
     )
     store.create_session(USER, initial_context=realistic_context(USER))
     pool = store.client.connection_pool
