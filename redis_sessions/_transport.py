@@ -130,7 +130,6 @@ class Sender:
         #: redis-py 7+ connections can be told of server maintenance (should_reconnect)
         self._maintenance = hasattr(getattr(pool, "connection_class", None), "should_reconnect")
         self._parking = park and self._pool is not None
-        self.check_idle = CHECK_IDLE
         #: (connection, when it was parked: time.monotonic())
         self._parked: list[tuple[Any, float]] = []
 
@@ -183,7 +182,7 @@ class Sender:
         except IndexError:  # none parked (or another thread took the last one)
             connection = pool.get_connection()
             return (await connection) if self._is_async else connection
-        if not self._is_async and time.monotonic() - parked_at < self.check_idle:
+        if not self._is_async and time.monotonic() - parked_at < CHECK_IDLE:
             return connection  # used within the second: see the module's docstring
         try:
             stale = connection.can_read()  # a reply nobody asked for, or the server hung up
