@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from redis_sessions import InvalidInput, StoreConfig
-from redis_sessions.keys import KeySpace, check_user_id, check_uuid, decode_user, encode_user
+from redis_sessions.keys import (
+    KeySpace,
+    check_user_id,
+    check_uuid,
+    decode_user,
+    encode_user,
+    uuid_text,
+)
 
 user_ids = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=256)
 
@@ -79,6 +86,22 @@ def test_only_canonical_uuids_name_sessions(bad: object) -> None:
 def test_uuid_objects_are_accepted() -> None:
     u = uuid.uuid4()
     assert check_uuid(u) == str(u) and check_uuid(str(u)) == str(u)
+
+
+def test_the_text_of_uuid_objects_is_memoized_right_and_bounded() -> None:
+    """check_uuid keeps the text of the UUID objects it met (uuid's __str__ is Python code): each
+    still gets its own text, met again or not, equal objects or the same one; the memo is bounded."""
+    ids = [uuid.uuid4() for _ in range(5000)]
+    assert [check_uuid(u) for u in ids] == [str(u) for u in ids]
+    again = [*ids[-10:], *(uuid.UUID(int=u.int) for u in ids[-10:]), *ids[:10]]
+    assert [check_uuid(u) for u in again] == [str(u) for u in again]
+    assert uuid_text.cache_info().currsize <= 4096
+
+    class Braced(uuid.UUID):  # a subclass that writes itself otherwise names its canonical text
+        def __str__(self) -> str:
+            return "{" + super().__str__() + "}"
+
+    assert check_uuid(Braced(int=ids[0].int)) == str(ids[0])
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b}", "a:b", "x" * 65, "sp ace"])
