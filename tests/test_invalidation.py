@@ -448,3 +448,55 @@ def test_a_dropped_listener_never_means_a_stale_read_async(real_server: Embedded
         await b.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_the_listener_takes_announcements_as_they_are(
+    real_server: EmbeddedRedis, flavor: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under RESP3 an announcement is a push, which redis-py hands to the subscription's push
+    handler; its default one formats every message for a debug log and looks up the logger, a
+    quarter of the listener's time per message. The store's handler takes it as it is: with that
+    log at DEBUG, nothing goes through it, and the invalidations still arrive."""
+    config = StoreConfig(key_prefix=f"push{uuid.uuid4().hex[:6]}")
+
+    def v2(sid: Any) -> TutorContext:
+        return TutorContext(user_id="alice", session_id=uuid.UUID(str(sid)), session_goal="v2")
+
+    async def run_async() -> tuple[str | None, int]:
+        a = AsyncSessionStore.from_url(real_server.url, config=config, protocol=3)
+        b = AsyncSessionStore.from_url(real_server.url, config=config, protocol=3)
+
+        async def goal_of() -> str | None:
+            ctx = await b.get_session_context(sid, "alice")
+            return None if ctx is None else ctx.session_goal
+
+        try:
+            sid = await a.create_session("alice", initial_context={"session_goal": "v1"})
+            assert await goal_of() == "v1"
+            await a.update_session_context(sid, "alice", v2(sid))
+            deadline = time.monotonic() + 2
+            while b.stats().invalidations_received < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            return await goal_of(), b.stats().invalidations_received
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    with caplog.at_level(logging.DEBUG, logger="push_response"):
+        if flavor == "async":
+            seen, received = asyncio.run(run_async())
+        else:
+            a = SessionStore.from_url(real_server.url, config=config, protocol=3)
+            b = SessionStore.from_url(real_server.url, config=config, protocol=3)
+            try:
+                sid = a.create_session("alice", initial_context={"session_goal": "v1"})
+                assert goal(b, sid) == "v1"
+                a.update_session_context(sid, "alice", v2(sid))
+                eventually(lambda: b.stats().invalidations_received >= 1, True, within=2.0)
+                seen, received = goal(b, sid), b.stats().invalidations_received
+            finally:
+                a.close()
+                b.close()
+    assert (seen, received >= 1) == ("v2", True)
+    assert [r.getMessage() for r in caplog.records if r.name == "push_response"] == []
