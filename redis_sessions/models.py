@@ -57,7 +57,19 @@ class _Model(msgspec.Struct, omit_defaults=True, kw_only=True):
     """Base of the context models: keyword-only, defaults left out of the encoded bytes."""
 
 
-class UserConceptMastery(_Model, kw_only=True):
+class _Leaf(_Model, gc=False):
+    """Base of the models whose every field holds typed data (text, numbers, lists of those, other
+    leaves), with no free-form (``Any``) value: their instances are not tracked by Python's cycle
+    collector. Decoding a context makes dozens of them (30 concepts, the lesson plan's sections and
+    objectives), and tracking them cost 8% of a cache hit's decode (10.3 against 9.5 µs).
+
+    Nothing valid can make a cycle through them: only a value of the wrong type put in a field (a
+    concept into its own ``confusion_points``, say), which the store refuses to write, could; such a
+    cycle would not be collected. TutorContext and UserModelState, whose free-form fields may hold
+    anything an app puts there, are tracked as usual."""
+
+
+class UserConceptMastery(_Leaf, kw_only=True):
     """A Beta(alpha, beta) belief about how well the learner knows one concept."""
 
     alpha: SafeInt = 1
@@ -105,7 +117,7 @@ class UserConceptMastery(_Model, kw_only=True):
         self.last_accessed = moment.isoformat()
 
 
-class LearningObjective(_Model, kw_only=True):
+class LearningObjective(_Leaf, kw_only=True):
     """One thing the learner should be able to do after a section, with its priority."""
 
     title: str
@@ -113,7 +125,7 @@ class LearningObjective(_Model, kw_only=True):
     priority: SafeInt
 
 
-class LessonSection(_Model, kw_only=True):
+class LessonSection(_Leaf, kw_only=True):
     """A section of the lesson plan: its objectives, concepts and estimated time."""
 
     title: str
@@ -124,7 +136,7 @@ class LessonSection(_Model, kw_only=True):
     is_optional: bool
 
 
-class LessonPlan(_Model, kw_only=True):
+class LessonPlan(_Leaf, kw_only=True):
     """The plan the planner agent made for the session: its sections, in teaching order."""
 
     title: str
@@ -136,7 +148,7 @@ class LessonPlan(_Model, kw_only=True):
     additional_resources: list[str] = []
 
 
-class QuizQuestion(_Model, kw_only=True):
+class QuizQuestion(_Leaf, kw_only=True):
     """A multiple-choice question put to the learner, with its answer and explanation."""
 
     question: str
@@ -147,7 +159,7 @@ class QuizQuestion(_Model, kw_only=True):
     related_section: str
 
 
-class FocusObjective(_Model, kw_only=True):
+class FocusObjective(_Leaf, kw_only=True):
     """What the tutor works on right now: a topic, a goal and the concepts it touches."""
 
     topic: str
@@ -159,7 +171,7 @@ class FocusObjective(_Model, kw_only=True):
     initial_difficulty: str | None = None
 
 
-class AnalysisResult(_Model, kw_only=True):
+class AnalysisResult(_Leaf, kw_only=True):
     """What the analysis of a folder's material found: text, key concepts and terms, files."""
 
     analysis_text: str
