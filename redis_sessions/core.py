@@ -342,18 +342,19 @@ class StoreCore(MessageOps, FolderOps, StateOps, RestoreOps):
         """The core operation behind ``SessionStore.end_session`` (documented there)."""
         sid, uid = check_uuid(session_id), check_user_id(user_id)
         now = self.now()
+        stamp = codec.iso(now)
         with self._writing((uid, sid)) as write:
             reply = yield RunScript(
                 ScriptName.END,
                 self._write_keys(uid, sid, request_id),
-                [*self._write_args(uid, sid, now), codec.iso(now)],
+                [*self._write_args(uid, sid, now), stamp],
             )
             if not reply:
                 return False
             ended = reply[0]
             self._written_around(reply[1])
             if write.before is not None:
-                patch = {b"ended_at": ended, b"updated_at": codec.iso(now).encode()}
+                patch = {b"ended_at": ended, b"updated_at": stamp.encode()}
                 write.after = {**write.before, **patch}
             return True
 

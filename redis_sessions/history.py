@@ -50,9 +50,10 @@ class MessageOps(CoreBase):
             raise InvalidInput(
                 f"message is {size} bytes, more than max_context_bytes={self.config.max_context_bytes}"
             )
+        stamp = codec.iso(now)
         args: list[Arg] = [
             *self._write_args(uid, sid, now),
-            codec.iso(now),
+            stamp,
             self.config.max_messages,
             message,
             snapshot,
@@ -66,7 +67,7 @@ class MessageOps(CoreBase):
             if write.before is not None:
                 patch = {
                     b"turns": str(turn).encode(),
-                    b"updated_at": codec.iso(now).encode(),
+                    b"updated_at": stamp.encode(),
                     **write_codec.monotonic_fields(reply[1], reply[2]),
                 }
                 write.after = {**write.before, **patch}
