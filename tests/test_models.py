@@ -4,6 +4,7 @@ import datetime as dt
 import gc
 import uuid
 import weakref
+from typing import Any
 
 import msgspec
 import pytest
@@ -96,3 +97,23 @@ def test_only_models_without_free_form_fields_escape_the_cycle_collector() -> No
     del ctx, leaves, marker
     gc.collect()
     assert gone() is None
+
+
+def test_listing_rows_escape_the_cycle_collector_and_sessions_do_not() -> None:
+    """A SessionInfo (frozen; ids, times, numbers, text) can be in no cycle and is not tracked; a
+    Session holds a context, whose free-form fields may point back at it, and is."""
+    from redis_sessions import Session, SessionInfo
+
+    now = dt.datetime.now(dt.timezone.utc)
+    meta: dict[str, Any] = {
+        "session_id": uuid.uuid4(),
+        "user_id": "u",
+        "folder_id": None,
+        "created_at": now,
+        "updated_at": now,
+        "ended_at": None,
+        "version": 1,
+    }
+    assert not gc.is_tracked(SessionInfo(**meta, session_goal="derivatives"))
+    context = TutorContext(user_id="u", session_id=meta["session_id"])
+    assert gc.is_tracked(Session(**meta, context=context))
