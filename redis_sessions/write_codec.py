@@ -115,10 +115,10 @@ def _refuse(name: str, value: Any) -> None:
 _STORED: Final = tuple(
     _stored_field(f) for f in msgspec.structs.fields(TutorContext) if f.name in _STORED_FIELDS
 )
+#: The stored fields' values of a context, in _STORED's order (one call, in C).
+_VALUES: Final = operator.attrgetter(*(f.name for f in _STORED))
 #: Hash fields an update may remove: every stored context field but the monotonic ones, and
 #: folder_id. (A ``c:`` field this version does not know, written by a newer one, is left alone.)
-#: the stored fields' values of a context, in _STORED's order (one call, in C)
-_VALUES: Final = operator.attrgetter(*(f.name for f in _STORED))
 REMOVABLE_FIELDS: Final = (
     *(f.key for f in _STORED if f.name not in MONOTONIC_FIELDS),
     b"folder_id",
